@@ -1,0 +1,53 @@
+/** The one error type of fusionkit: a machine-readable code plus the file / tensor / config key at fault. */
+
+export type FusionErrorCode =
+  | "INVALID_ARGUMENT"
+  | "UNSUPPORTED_DTYPE"
+  | "DTYPE_MISMATCH"
+  | "SHAPE_MISMATCH"
+  | "FILE_NOT_FOUND"
+  | "IO_ERROR"
+  | "SAFETENSORS_HEADER"
+  | "SAFETENSORS_TRUNCATED"
+  | "TENSOR_NOT_FOUND"
+  | "DUPLICATE_TENSOR"
+  | "INDEX_INVALID"
+  | "PATH_OUTSIDE_DIR"
+  | "CONFIG_INVALID"
+  | "MERGE_INVALID"
+  | "NOT_SUPPORTED";
+
+export interface FusionErrorContext {
+  file?: string;
+  tensor?: string;
+  key?: string;
+  cause?: unknown;
+}
+
+export class FusionError extends Error {
+  readonly code: FusionErrorCode;
+  readonly file?: string;
+  readonly tensor?: string;
+  readonly key?: string;
+
+  constructor(code: FusionErrorCode, message: string, context: FusionErrorContext = {}) {
+    super(FusionError.compose(message, context), context.cause === undefined ? undefined : { cause: context.cause });
+    this.name = "FusionError";
+    this.code = code;
+    this.file = context.file;
+    this.tensor = context.tensor;
+    this.key = context.key;
+  }
+
+  private static compose(message: string, context: FusionErrorContext): string {
+    const where: string[] = [];
+    if (context.file !== undefined) where.push(context.file);
+    if (context.tensor !== undefined) where.push(`tensor '${context.tensor}'`);
+    if (context.key !== undefined) where.push(`key '${context.key}'`);
+    return where.length === 0 ? message : `${where.join(": ")}: ${message}`;
+  }
+}
+
+export function isFusionError(e: unknown): e is FusionError {
+  return e instanceof FusionError;
+}
