@@ -22,7 +22,9 @@ export function formatInspect(r: InspectReport): string {
   const dtypes = Object.entries(r.dtypes)
     .map(([d, n]) => `${d} ${formatCount(n)}`)
     .join(", ");
-  out.push(`${r.tensors.length} tensors, ${formatCount(r.params)} parameters (${r.params}), ${formatBytes(r.bytes)}; ${dtypes}`);
+  out.push(
+    `${r.tensors.length} tensors, ${formatCount(r.params)} parameters (${r.params}), ${formatBytes(r.bytes)}; ${dtypes}`,
+  );
   if (r.metadata && Object.keys(r.metadata).length > 0) out.push(`metadata: ${JSON.stringify(r.metadata)}`);
   if (r.kind === "directory") {
     out.push("", "shards:");
@@ -39,7 +41,13 @@ export function formatInspect(r: InspectReport): string {
   out.push(
     formatTable(
       ["name", "dtype", "shape", "params", ...(showFile ? ["file"] : [])],
-      r.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(", ")}]`, formatCount(t.params), ...(showFile ? [t.file] : [])]),
+      r.tensors.map((t) => [
+        t.name,
+        t.dtype,
+        `[${t.shape.join(", ")}]`,
+        formatCount(t.params),
+        ...(showFile ? [t.file] : []),
+      ]),
       new Set([3]),
     ),
   );

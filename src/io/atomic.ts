@@ -26,7 +26,8 @@ export function openWriteFd(file: string): number {
     return openSync(file, "wx");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new FusionError("FILE_NOT_FOUND", "output directory does not exist", { file, cause: e });
+    if (code === "ENOENT")
+      throw new FusionError("FILE_NOT_FOUND", "output directory does not exist", { file, cause: e });
     throw new FusionError("IO_ERROR", `cannot create: ${(e as Error).message}`, { file, cause: e });
   }
 }

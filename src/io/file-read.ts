@@ -23,7 +23,8 @@ export function openReadFd(file: string): number {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") throw new FusionError("FILE_NOT_FOUND", "no such file", { file, cause: e });
-    if (code === "EISDIR") throw new FusionError("INVALID_ARGUMENT", "is a directory, expected a file", { file, cause: e });
+    if (code === "EISDIR")
+      throw new FusionError("INVALID_ARGUMENT", "is a directory, expected a file", { file, cause: e });
     throw new FusionError("IO_ERROR", `cannot open: ${(e as Error).message}`, { file, cause: e });
   }
 }

@@ -50,7 +50,14 @@ export function inspect(path: string): InspectReport {
     for (const t of tensors) dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + t.params;
     const shards = model
       ? [...model.shards]
-      : [{ file: basename(path), bytes: single!.file.fileSize, tensors: tensors.length, metadata: single!.file.metadata }];
+      : [
+          {
+            file: basename(path),
+            bytes: single!.file.fileSize,
+            tensors: tensors.length,
+            metadata: single!.file.metadata,
+          },
+        ];
     return {
       path,
       kind: isDir ? "directory" : "file",

@@ -49,7 +49,11 @@ export function findDuplicateKey(text: string): string | undefined {
 }
 
 /** Parse JSON text, refusing syntax errors and repeated keys with a typed error naming the file. */
-export function parseStrictJson(text: string, file: string, code: "SAFETENSORS_HEADER" | "INDEX_INVALID" | "CONFIG_INVALID"): unknown {
+export function parseStrictJson(
+  text: string,
+  file: string,
+  code: "SAFETENSORS_HEADER" | "INDEX_INVALID" | "CONFIG_INVALID",
+): unknown {
   let value: unknown;
   try {
     value = JSON.parse(text);

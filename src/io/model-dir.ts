@@ -96,7 +96,12 @@ export class ModelDir {
     const single = join(dir, SINGLE_FILE);
     if (existsSync(single)) {
       const sd = openSafetensorsStateDict(single);
-      const shard = { file: SINGLE_FILE, bytes: sd.file.fileSize, tensors: sd.file.tensors.length, metadata: sd.file.metadata };
+      const shard = {
+        file: SINGLE_FILE,
+        bytes: sd.file.fileSize,
+        tensors: sd.file.tensors.length,
+        metadata: sd.file.metadata,
+      };
       return new ModelDir(dir, sd, [shard], undefined, undefined);
     }
     const hint = existsSync(join(dir, "pytorch_model.bin"))
@@ -129,7 +134,10 @@ export class ModelDir {
     const byFile = new Map<string, string[]>();
     for (const [tensor, file] of Object.entries(weightMap)) {
       if (typeof file !== "string" || file === "") {
-        throw new FusionError("INDEX_INVALID", "shard file name must be a non-empty string", { file: indexPath, tensor });
+        throw new FusionError("INDEX_INVALID", "shard file name must be a non-empty string", {
+          file: indexPath,
+          tensor,
+        });
       }
       const list = byFile.get(file);
       if (list === undefined) byFile.set(file, [tensor]);
@@ -158,10 +166,14 @@ export class ModelDir {
         for (const name of f.names()) {
           const other = seenIn.get(name);
           if (other !== undefined) {
-            throw new FusionError("DUPLICATE_TENSOR", `stored in two shards (${basename(other)} and ${basename(f.path)})`, {
-              file: indexPath,
-              tensor: name,
-            });
+            throw new FusionError(
+              "DUPLICATE_TENSOR",
+              `stored in two shards (${basename(other)} and ${basename(f.path)})`,
+              {
+                file: indexPath,
+                tensor: name,
+              },
+            );
           }
           seenIn.set(name, f.path);
         }
@@ -185,7 +197,10 @@ export class ModelDir {
   /** Resolve a shard name from the index, refusing anything that would leave the model directory. */
   private static shardPath(root: string, dir: string, file: string, indexPath: string, tensor: string): string {
     const outside = () =>
-      new FusionError("PATH_OUTSIDE_DIR", `shard '${file}' points outside the model directory`, { file: indexPath, tensor });
+      new FusionError("PATH_OUTSIDE_DIR", `shard '${file}' points outside the model directory`, {
+        file: indexPath,
+        tensor,
+      });
     if (isAbsolute(file) || file.includes("\0")) throw outside();
     const full = resolve(dir, file);
     const rel = relative(resolve(dir), full);

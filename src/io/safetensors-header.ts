@@ -39,14 +39,21 @@ export function parseHeaderLength(prefix: Uint8Array, fileSize: number, file: st
   }
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER_BYTES)) {
-    throw new FusionError("SAFETENSORS_HEADER", `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`, { file });
-  }
-  const len = Number(n);
-  if (len < 2) throw new FusionError("SAFETENSORS_HEADER", `header length ${len} is too small for a JSON object`, { file });
-  if (8 + len > fileSize) {
-    throw new FusionError("SAFETENSORS_TRUNCATED", `header length ${len} runs past the end of the ${fileSize}-byte file`, {
+    throw new FusionError("SAFETENSORS_HEADER", `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`, {
       file,
     });
+  }
+  const len = Number(n);
+  if (len < 2)
+    throw new FusionError("SAFETENSORS_HEADER", `header length ${len} is too small for a JSON object`, { file });
+  if (8 + len > fileSize) {
+    throw new FusionError(
+      "SAFETENSORS_TRUNCATED",
+      `header length ${len} runs past the end of the ${fileSize}-byte file`,
+      {
+        file,
+      },
+    );
   }
   return len;
 }
@@ -55,7 +62,8 @@ function checkedNumel(shape: readonly number[], file: string, tensor: string): n
   let n = 1;
   for (const d of shape) {
     n *= d;
-    if (!Number.isSafeInteger(n)) throw new FusionError("SAFETENSORS_HEADER", "shape has too many elements", { file, tensor });
+    if (!Number.isSafeInteger(n))
+      throw new FusionError("SAFETENSORS_HEADER", "shape has too many elements", { file, tensor });
   }
   return n;
 }
@@ -66,15 +74,20 @@ function parseTensorEntry(name: string, raw: unknown, file: string): TensorInfo 
   }
   const entry = raw as Record<string, unknown>;
   for (const k of Object.keys(entry)) {
-    if (!TENSOR_KEYS.has(k)) throw new FusionError("SAFETENSORS_HEADER", `unexpected field '${k}'`, { file, tensor: name });
+    if (!TENSOR_KEYS.has(k))
+      throw new FusionError("SAFETENSORS_HEADER", `unexpected field '${k}'`, { file, tensor: name });
   }
   const dtype = parseDType(entry.dtype, { file, tensor: name });
   const shape = entry.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new FusionError("SAFETENSORS_HEADER", `shape ${JSON.stringify(shape)} is not a list of non-negative integers`, {
-      file,
-      tensor: name,
-    });
+    throw new FusionError(
+      "SAFETENSORS_HEADER",
+      `shape ${JSON.stringify(shape)} is not a list of non-negative integers`,
+      {
+        file,
+        tensor: name,
+      },
+    );
   }
   const offsets = entry.data_offsets;
   if (
@@ -109,7 +122,10 @@ function parseMetadata(raw: unknown, file: string): Record<string, string> | und
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(raw)) {
     if (typeof v !== "string") {
-      throw new FusionError("SAFETENSORS_HEADER", "__metadata__ values must be strings", { file, key: `__metadata__.${k}` });
+      throw new FusionError("SAFETENSORS_HEADER", "__metadata__ values must be strings", {
+        file,
+        key: `__metadata__.${k}`,
+      });
     }
     out[k] = v;
   }
@@ -152,10 +168,14 @@ export function parseSafetensorsHeader(json: Uint8Array, fileSize: number, file:
       });
     }
     if (t.begin > cursor) {
-      throw new FusionError("SAFETENSORS_HEADER", `hole in the data section: bytes ${cursor}..${t.begin} belong to no tensor`, {
-        file,
-        tensor: t.name,
-      });
+      throw new FusionError(
+        "SAFETENSORS_HEADER",
+        `hole in the data section: bytes ${cursor}..${t.begin} belong to no tensor`,
+        {
+          file,
+          tensor: t.name,
+        },
+      );
     }
     cursor = t.end;
   }

@@ -3,7 +3,12 @@ import { FusionError } from "../errors.js";
 import { dtypeSize, viewStorage } from "../tensor/dtype.js";
 import { makeTensor, type Tensor } from "../tensor/tensor.js";
 import { closeFd, openReadFd, readExactSync } from "./file-read.js";
-import { parseHeaderLength, parseSafetensorsHeader, type SafetensorsHeader, type TensorInfo } from "./safetensors-header.js";
+import {
+  parseHeaderLength,
+  parseSafetensorsHeader,
+  type SafetensorsHeader,
+  type TensorInfo,
+} from "./safetensors-header.js";
 
 /**
  * An open safetensors file: the validated header, and tensors read one at a time with positional reads
@@ -93,7 +98,10 @@ export class SafetensorsFile {
 }
 
 /** Read a whole (small) safetensors file into memory: tests and tools only; engines read lazily. */
-export function loadSafetensors(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> | undefined } {
+export function loadSafetensors(path: string): {
+  tensors: Map<string, Tensor>;
+  metadata: Record<string, string> | undefined;
+} {
   const f = SafetensorsFile.open(path);
   try {
     const tensors = new Map<string, Tensor>();

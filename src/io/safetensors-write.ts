@@ -31,7 +31,10 @@ export function encodeHeader(
   if (metadata !== undefined) {
     for (const [k, v] of Object.entries(metadata)) {
       if (typeof v !== "string") {
-        throw new FusionError("INVALID_ARGUMENT", "metadata values must be strings", { file, key: `__metadata__.${k}` });
+        throw new FusionError("INVALID_ARGUMENT", "metadata values must be strings", {
+          file,
+          key: `__metadata__.${k}`,
+        });
       }
     }
     header.__metadata__ = { ...metadata };
@@ -39,8 +42,10 @@ export function encodeHeader(
   const offsets = new Map<string, readonly [number, number]>();
   let cursor = 0;
   for (const s of specs) {
-    if (s.name === "__metadata__") throw new FusionError("INVALID_ARGUMENT", "reserved tensor name", { file, tensor: s.name });
-    if (offsets.has(s.name)) throw new FusionError("DUPLICATE_TENSOR", "tensor written twice", { file, tensor: s.name });
+    if (s.name === "__metadata__")
+      throw new FusionError("INVALID_ARGUMENT", "reserved tensor name", { file, tensor: s.name });
+    if (offsets.has(s.name))
+      throw new FusionError("DUPLICATE_TENSOR", "tensor written twice", { file, tensor: s.name });
     if (!isValidShape(s.shape)) {
       throw new FusionError("INVALID_ARGUMENT", `invalid shape ${JSON.stringify(s.shape)}`, { file, tensor: s.name });
     }
@@ -79,7 +84,11 @@ export class SafetensorsWriter {
     this.dataStart = header.bytes.length;
   }
 
-  static create(path: string, specs: readonly TensorSpec[], metadata?: Readonly<Record<string, string>>): SafetensorsWriter {
+  static create(
+    path: string,
+    specs: readonly TensorSpec[],
+    metadata?: Readonly<Record<string, string>>,
+  ): SafetensorsWriter {
     const header = encodeHeader(specs, metadata, path);
     const tmp = tempPathFor(path);
     const fd = openWriteFd(tmp);
@@ -101,10 +110,14 @@ export class SafetensorsWriter {
     const spec = this.pending.get(name);
     if (spec === undefined) {
       const known = this.header.offsets.has(name);
-      throw new FusionError(known ? "DUPLICATE_TENSOR" : "TENSOR_NOT_FOUND", known ? "tensor written twice" : "not in the header", {
-        file: this.path,
-        tensor: name,
-      });
+      throw new FusionError(
+        known ? "DUPLICATE_TENSOR" : "TENSOR_NOT_FOUND",
+        known ? "tensor written twice" : "not in the header",
+        {
+          file: this.path,
+          tensor: name,
+        },
+      );
     }
     const bytes = storageBytes(data);
     const [begin, end] = this.header.offsets.get(name)!;
@@ -123,7 +136,10 @@ export class SafetensorsWriter {
   writeTensor(name: string, t: Tensor): void {
     const spec = this.pending.get(name);
     if (spec !== undefined && spec.dtype !== t.dtype) {
-      throw new FusionError("DTYPE_MISMATCH", `header says ${spec.dtype}, tensor is ${t.dtype}`, { file: this.path, tensor: name });
+      throw new FusionError("DTYPE_MISMATCH", `header says ${spec.dtype}, tensor is ${t.dtype}`, {
+        file: this.path,
+        tensor: name,
+      });
     }
     this.write(name, t.data);
   }
@@ -133,7 +149,10 @@ export class SafetensorsWriter {
     if (this.pending.size > 0) {
       const missing = [...this.pending.keys()];
       this.abort();
-      throw new FusionError("TENSOR_NOT_FOUND", `${missing.length} tensor(s) never written`, { file: this.path, tensor: missing[0] });
+      throw new FusionError("TENSOR_NOT_FOUND", `${missing.length} tensor(s) never written`, {
+        file: this.path,
+        tensor: missing[0],
+      });
     }
     const fd = this.fd;
     if (fd === undefined) throw new FusionError("IO_ERROR", "writer is closed", { file: this.path });

@@ -11,7 +11,11 @@ export const INDEX_FILE = "model.safetensors.index.json";
 export const HF_METADATA: Readonly<Record<string, string>> = { format: "pt" };
 
 export interface ShardPlan {
-  readonly shards: ReadonlyArray<{ readonly file: string; readonly specs: readonly TensorSpec[]; readonly bytes: number }>;
+  readonly shards: ReadonlyArray<{
+    readonly file: string;
+    readonly specs: readonly TensorSpec[];
+    readonly bytes: number;
+  }>;
   readonly weightMap: ReadonlyMap<string, string>;
   readonly totalSize: number;
 }
@@ -22,7 +26,8 @@ export interface ShardPlan {
  * `model-00001-of-0000N.safetensors`.
  */
 export function planShards(specs: readonly TensorSpec[], maxShardBytes: number, prefix = "model"): ShardPlan {
-  if (!(maxShardBytes > 0)) throw new FusionError("INVALID_ARGUMENT", `shard size must be positive, got ${maxShardBytes}`);
+  if (!(maxShardBytes > 0))
+    throw new FusionError("INVALID_ARGUMENT", `shard size must be positive, got ${maxShardBytes}`);
   const groups: Array<{ specs: TensorSpec[]; bytes: number }> = [];
   let current: { specs: TensorSpec[]; bytes: number } | undefined;
   let totalSize = 0;
@@ -93,7 +98,8 @@ export class ShardedWriter {
 
   write(name: string, data: TypedArray | Uint8Array): void {
     const sw = this.owner.get(name);
-    if (sw === undefined) throw new FusionError("TENSOR_NOT_FOUND", "not in the shard plan", { file: this.dir, tensor: name });
+    if (sw === undefined)
+      throw new FusionError("TENSOR_NOT_FOUND", "not in the shard plan", { file: this.dir, tensor: name });
     sw.write(name, data);
   }
 

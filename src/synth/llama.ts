@@ -1,8 +1,8 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.js";
-import { ShardedWriter } from "../io/sharded-write.js";
 import type { TensorSpec } from "../io/safetensors-write.js";
+import { ShardedWriter } from "../io/sharded-write.js";
 import { encodeFromF32 } from "../tensor/convert.js";
 import { allocStorage, type DType } from "../tensor/dtype.js";
 import { fillNormal, hashSeed } from "../tensor/random.js";
@@ -91,7 +91,10 @@ export function llamaConfig(s: LlamaShape, dtype: DType): Record<string, unknown
  * `maxShardBytes`) and config.json. Values depend only on the seeds and tensor names; one tensor is in memory
  * at a time. Norm weights are 1 + noise, as trained RMSNorm gains are.
  */
-export function writeSyntheticLlama(dir: string, options: SyntheticOptions = {}): { specs: TensorSpec[]; files: string[] } {
+export function writeSyntheticLlama(
+  dir: string,
+  options: SyntheticOptions = {},
+): { specs: TensorSpec[]; files: string[] } {
   const shape = { ...TINY_LLAMA, ...options.shape };
   const dtype = options.dtype ?? "BF16";
   const baseSeed = options.baseSeed ?? 0;

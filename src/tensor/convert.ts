@@ -11,7 +11,8 @@ const F32_U32 = new Uint32Array(F32_BITS.buffer);
 /** Decode `src` (storage of `dtype`) into float32 `out` (same length). Integers convert exactly where float32 can. */
 export function decodeToF32(dtype: DType, src: TypedArray, out: Float32Array): Float32Array {
   const n = src.length;
-  if (out.length !== n) throw new FusionError("INVALID_ARGUMENT", `decode: output has ${out.length} elements, need ${n}`);
+  if (out.length !== n)
+    throw new FusionError("INVALID_ARGUMENT", `decode: output has ${out.length} elements, need ${n}`);
   switch (dtype) {
     case "F32":
       out.set(src as Float32Array);
@@ -60,7 +61,7 @@ export function decodeToF32(dtype: DType, src: TypedArray, out: Float32Array): F
 
 /** Round a float to an integer the way PyTorch's `.to(int)` does: toward zero; NaN -> 0; saturate at the range. */
 function toInt(x: number, lo: number, hi: number): number {
-  if (x !== x) return 0;
+  if (Number.isNaN(x)) return 0;
   const t = Math.trunc(x);
   return t < lo ? lo : t > hi ? hi : t;
 }
@@ -68,7 +69,8 @@ function toInt(x: number, lo: number, hi: number): number {
 /** Encode float32 `src` into storage of `dtype` (`out`, same length). */
 export function encodeFromF32<D extends DType>(src: Float32Array, dtype: D, out: DTypeStorage[D]): DTypeStorage[D] {
   const n = src.length;
-  if (out.length !== n) throw new FusionError("INVALID_ARGUMENT", `encode: output has ${out.length} elements, need ${n}`);
+  if (out.length !== n)
+    throw new FusionError("INVALID_ARGUMENT", `encode: output has ${out.length} elements, need ${n}`);
   switch (dtype) {
     case "F32":
       (out as Float32Array).set(src);

@@ -87,7 +87,11 @@ export function isDType(name: unknown): name is DType {
 /** Parse a dtype name, throwing a typed error that names where it came from. */
 export function parseDType(name: unknown, where: { file?: string; tensor?: string; key?: string } = {}): DType {
   if (isDType(name)) return name;
-  throw new FusionError("UNSUPPORTED_DTYPE", `unknown dtype ${JSON.stringify(name)} (known: ${DTYPES.join(", ")})`, where);
+  throw new FusionError(
+    "UNSUPPORTED_DTYPE",
+    `unknown dtype ${JSON.stringify(name)} (known: ${DTYPES.join(", ")})`,
+    where,
+  );
 }
 
 export function dtypeSize(dtype: DType): number {

@@ -25,7 +25,7 @@ function mix32(x: number): number {
  */
 export function fillNormal(out: Float32Array, key: number, std: number, add = false): Float32Array {
   let s = key === 0 ? 0x6d2b79f5 : key >>> 0;
-  const scale = std * Math.sqrt(3) / 2 ** 31; // each uniform in [-2^31, 2^31) ; sum of 4 has variance 4/3 * 2^62
+  const scale = (std * Math.sqrt(3)) / 2 ** 31; // each uniform in [-2^31, 2^31) ; sum of 4 has variance 4/3 * 2^62
   const n = out.length;
   for (let i = 0; i < n; i++) {
     let acc = 0;
