@@ -1,0 +1,103 @@
+// The contract between merge methods and their callers (config resolution, engine, tests).
+
+/** A parameter value as written in a merge config. */
+export type ParamValue = number | boolean | string;
+
+/** Parameter values keyed by name; `null` / `undefined` mean "not set" (the default applies). */
+export type ParamValues = Readonly<Record<string, ParamValue | null | undefined>>;
+
+/** Resolved parameters: every declared name present, defaults filled in; `null` only for optional-without-default. */
+export type ResolvedParams = Readonly<Record<string, ParamValue | null>>;
+
+/** Declaration of one parameter of a merge method. */
+export interface ParamSpec {
+  readonly name: string;
+  /** "integer" accepts only safe integers; "number" any finite number. */
+  readonly type: "number" | "integer" | "boolean" | "string";
+  /**
+   * Value used when the parameter is not set. `undefined` makes the parameter required; `null` makes it
+   * optional with no value (the method then reads `null`).
+   */
+  readonly default?: ParamValue | null;
+  /** Inclusive bounds unless the matching `*Exclusive` flag is set (numbers only). */
+  readonly min?: number;
+  readonly max?: number;
+  readonly minExclusive?: boolean;
+  readonly maxExclusive?: boolean;
+  /** Allowed values (strings only). */
+  readonly choices?: readonly string[];
+  readonly description: string;
+}
+
+/** One input tensor: float32 values in row-major order and its shape. Never mutated by a merge. */
+export interface TensorData {
+  readonly data: Float32Array;
+  readonly shape: readonly number[];
+}
+
+/** The output of a merge: a fresh array (never aliasing an input) and its shape. */
+export interface MergeResult {
+  readonly data: Float32Array;
+  readonly shape: number[];
+}
+
+/**
+ * Source of random keep-masks for the random sparsifiers (DARE, DELLA). `fill` writes model `modelIndex`'s
+ * 0/1 mask for this tensor into `out`; element i must be kept with probability `probs` (a constant) or
+ * `probs[i]`. Implementations: {@link import("./random.js").seededMasks} (reproducible draws keyed by seed,
+ * tensor name and model index) and {@link import("./random.js").replayMasks} (given masks, for tests).
+ */
+export interface MaskSource {
+  fill(modelIndex: number, probs: number | Float32Array, out: Uint8Array): void;
+}
+
+/** Everything a merge method sees for one output tensor. */
+export interface MergeInput {
+  /** Name of the output tensor (used in error messages and to key random masks). */
+  readonly tensorName: string;
+  /** Embedding-like tensor (token embeddings / LM head): a vocabulary-size mismatch is cropped, not an error. */
+  readonly isEmbed?: boolean;
+  /** The models' tensors, in config order (the base model is passed separately). */
+  readonly models: readonly TensorData[];
+  /** The base model's tensor, for methods that use one. */
+  readonly base?: TensorData;
+  /** Global (per-tensor) parameters; unset ones take their defaults. Unknown names are ignored. */
+  readonly params?: ParamValues;
+  /** Per-model parameters, aligned with `models`. */
+  readonly modelParams?: readonly ParamValues[];
+  /** Seed for random methods when `masks` is not given (default 0). */
+  readonly seed?: number;
+  /** Explicit mask source for random methods (overrides `seed`). */
+  readonly masks?: MaskSource;
+}
+
+/** The declarative description of a merge method plus its per-tensor function. */
+export interface MergeMethodSpec {
+  /** Registry name, as in mergekit configs (`merge_method: ties`). */
+  readonly name: string;
+  /** Human-readable name. */
+  readonly title: string;
+  /** Paper or other reference (citation text, URL). */
+  readonly reference: string;
+  /** The mergekit source file whose semantics this method reproduces. */
+  readonly mergekitRef: string;
+  /**
+   * "required": needs `base`; "optional": uses it when given; "unused": must not be given (a config that
+   * names a base model for such a method passes it as an ordinary model, as mergekit's planner does).
+   */
+  readonly base: "required" | "optional" | "unused";
+  /** Accepted number of (non-base) models; methods may impose finer rules (e.g. nuslerp with a base). */
+  readonly models: { readonly min: number; readonly max?: number };
+  /** Draws random masks (reproducible through `seed` / `masks`). */
+  readonly random: boolean;
+  /** Global parameters (one value per tensor). */
+  readonly parameters: readonly ParamSpec[];
+  /** Per-model parameters (one value per model and tensor). */
+  readonly modelParameters: readonly ParamSpec[];
+  /**
+   * Merge one tensor: validates inputs and parameters (throws FusionError MERGE_INVALID / SHAPE_MISMATCH
+   * naming the tensor and parameter), fills defaults, and returns a fresh array. Pure apart from randomness,
+   * which is fully determined by `seed` / `masks`.
+   */
+  merge(input: MergeInput): MergeResult;
+}

@@ -1,0 +1,272 @@
+// Numeric kernels for merging: float64-accumulated reductions, magnitude selection by radix histograms,
+// ranks within lines, and a keyed counter-based hash for reproducible Bernoulli masks.
+//
+// Magnitudes are compared through their float32 bit patterns: for |x| (sign bit cleared) the unsigned bit
+// pattern orders exactly like the value (+0 < subnormals < normals < +inf < NaN), so selecting the k-th
+// largest magnitude is a radix select over 31-bit integer keys: two histogram passes, no sort, no copy.
+
+/** The 31-bit magnitude keys of a float32 array, as a view over the same memory (no copy). */
+export function bitsView(values: Float32Array): Uint32Array {
+  return new Uint32Array(values.buffer, values.byteOffset, values.length);
+}
+
+/** Sum of x[i] * y[i] in float64. */
+export function dot(x: Float32Array, y: Float32Array): number {
+  let s = 0;
+  const n = x.length;
+  for (let i = 0; i < n; i++) s += x[i]! * y[i]!;
+  return s;
+}
+
+/** Sum of squares in float64. */
+export function sumSquares(x: Float32Array): number {
+  let s = 0;
+  const n = x.length;
+  for (let i = 0; i < n; i++) {
+    const v = x[i]!;
+    s += v * v;
+  }
+  return s;
+}
+
+/** Sum of |x| in float64. */
+export function sumAbs(x: Float32Array): number {
+  let s = 0;
+  const n = x.length;
+  for (let i = 0; i < n; i++) s += Math.abs(x[i]!);
+  return s;
+}
+
+/** max |x| (0 for an empty array; NaN if any element is NaN). */
+export function maxAbs(x: Float32Array): number {
+  let m = 0;
+  const n = x.length;
+  for (let i = 0; i < n; i++) {
+    const a = Math.abs(x[i]!);
+    if (a > m || Number.isNaN(a)) m = a;
+  }
+  return m;
+}
+
+/** Result of {@link magnitudeAt}: the magnitude key at a sorted position and how many keys are strictly smaller. */
+export interface KeyAt {
+  /** The 31-bit magnitude key (float32 bits of |x|) at the requested ascending position. */
+  key: number;
+  /** Number of elements whose magnitude key is strictly smaller than `key`. */
+  below: number;
+}
+
+/**
+ * The magnitude key found at ascending sorted position `pos` (0-based) of |values|, by a two-level radix
+ * select (15 high bits, then 16 low bits). Requires 0 <= pos < values.length.
+ */
+export function magnitudeAt(values: Float32Array, pos: number): KeyAt {
+  const n = values.length;
+  if (!(pos >= 0 && pos < n)) throw new RangeError(`magnitudeAt: position ${pos} outside [0, ${n})`);
+  const bits = bitsView(values);
+  const hi = new Uint32Array(1 << 15);
+  for (let i = 0; i < n; i++) hi[(bits[i]! & 0x7fffffff) >>> 16]!++;
+  let below = 0;
+  let b = 0;
+  for (; b < hi.length; b++) {
+    const c = hi[b]!;
+    if (below + c > pos) break;
+    below += c;
+  }
+  const lo = new Uint32Array(1 << 16);
+  for (let i = 0; i < n; i++) {
+    const k = bits[i]! & 0x7fffffff;
+    if (k >>> 16 === b) lo[k & 0xffff]!++;
+  }
+  let l = 0;
+  for (; l < lo.length; l++) {
+    const c = lo[l]!;
+    if (below + c > pos) break;
+    below += c;
+  }
+  return { key: ((b << 16) | l) >>> 0, below };
+}
+
+/**
+ * Keep-mask over sorted positions [from, to) of |values| in ascending order, where equal magnitudes are
+ * ordered by index (the order of a stable ascending sort): out[i] = 1 if element i lands in that window.
+ * Runs in three passes over the data whatever the window.
+ */
+export function magnitudeWindowMask(values: Float32Array, from: number, to: number, out: Uint8Array): Uint8Array {
+  const n = values.length;
+  if (out.length !== n) throw new RangeError(`magnitudeWindowMask: mask has ${out.length} elements, need ${n}`);
+  from = Math.max(0, from);
+  to = Math.min(n, to);
+  if (from >= to) return out.fill(0);
+  if (from === 0 && to === n) return out.fill(1);
+  const bits = bitsView(values);
+  // Smallest kept key and its tie group start; largest kept key and its tie group start.
+  const lo = from === 0 ? { key: -1, below: 0 } : magnitudeAt(values, from);
+  const hi = to === n ? { key: 0x80000000, below: n } : magnitudeAt(values, to - 1);
+  const loKey = lo.key;
+  const hiKey = hi.key;
+  let posLo = lo.below; // sorted position of the next element equal to loKey (index order)
+  let posHi = hi.below; // same for hiKey
+  for (let i = 0; i < n; i++) {
+    const k = bits[i]! & 0x7fffffff;
+    if (k > loKey && k < hiKey) out[i] = 1;
+    else if (k === loKey) {
+      const p = posLo++;
+      if (k === hiKey) posHi++;
+      out[i] = p >= from && p < to ? 1 : 0;
+    } else if (k === hiKey) {
+      const p = posHi++;
+      out[i] = p < to ? 1 : 0;
+    } else out[i] = 0;
+  }
+  return out;
+}
+
+/**
+ * Keep-mask of the k largest |values|; among equal magnitudes at the boundary the lower indices win (the order
+ * of a stable descending sort). k <= 0 keeps nothing, k >= n keeps everything.
+ */
+export function topKMagnitudeMask(values: Float32Array, k: number, out: Uint8Array): Uint8Array {
+  const n = values.length;
+  if (out.length !== n) throw new RangeError(`topKMagnitudeMask: mask has ${out.length} elements, need ${n}`);
+  if (k <= 0) return out.fill(0);
+  if (k >= n) return out.fill(1);
+  const bits = bitsView(values);
+  const t = magnitudeAt(values, n - k);
+  // Elements above the threshold key are all kept; `take` of the equal ones (first in index order) fill up to k.
+  let above = 0;
+  const key = t.key;
+  for (let i = 0; i < n; i++) if ((bits[i]! & 0x7fffffff) > key) above++;
+  let take = k - above;
+  for (let i = 0; i < n; i++) {
+    const b = bits[i]! & 0x7fffffff;
+    if (b > key) out[i] = 1;
+    else if (b === key && take > 0) {
+      out[i] = 1;
+      take--;
+    } else out[i] = 0;
+  }
+  return out;
+}
+
+/**
+ * Normalised ranks of |values| along axis 1 of a tensor seen as [outer, len, inner] (a 1-D tensor is one line):
+ * out[i] = rank / (len - 1), rank 0 for the smallest magnitude of its line, ties ordered by position in the line
+ * (stable). A line of length 1 gets 0.5.
+ */
+export function lineRankNorm(
+  values: Float32Array,
+  outer: number,
+  len: number,
+  inner: number,
+  out: Float32Array,
+): Float32Array {
+  const n = values.length;
+  if (outer * len * inner !== n || out.length !== n) throw new RangeError("lineRankNorm: layout does not match");
+  const bits = bitsView(values);
+  if (len === 1) return out.fill(0.5);
+  const denom = len - 1;
+  // Pack (31-bit key, position) into one float64 (exact below 2^53) and sort natively; fall back to a comparator.
+  const packed = len <= 1 << 22 ? new Float64Array(len) : null;
+  const order = packed === null ? new Uint32Array(len) : null;
+  const keys = packed === null ? new Uint32Array(len) : null;
+  for (let o = 0; o < outer; o++) {
+    for (let c = 0; c < inner; c++) {
+      const start = o * len * inner + c;
+      if (packed !== null) {
+        for (let r = 0; r < len; r++) packed[r] = (bits[start + r * inner]! & 0x7fffffff) * 4194304 + r;
+        packed.sort();
+        for (let s = 0; s < len; s++) {
+          const r = packed[s]! % 4194304;
+          out[start + r * inner] = s / denom;
+        }
+      } else {
+        for (let r = 0; r < len; r++) {
+          keys![r] = bits[start + r * inner]! & 0x7fffffff;
+          order![r] = r;
+        }
+        order!.sort((a, b) => keys![a]! - keys![b]! || a - b);
+        for (let s = 0; s < len; s++) out[start + order![s]! * inner] = s / denom;
+      }
+    }
+  }
+  return out;
+}
+
+// ---- keyed counter-based hash (reproducible uniform numbers) ----
+
+/** A strong 32-bit integer mixer (bijective; "lowbias32" constants from the hash-prospector search). */
+export function mix32(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** 32-bit hash of a string's UTF-16 code units, with a seed (FNV-1a steps, then a final mix). */
+export function hashString32(s: string, seed: number): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return mix32(h ^ s.length);
+}
+
+/** A 64-bit key as two 32-bit halves. */
+export interface Key64 {
+  k0: number;
+  k1: number;
+}
+
+/**
+ * The uniform 32-bit value number `counter` of the stream `key`: a pure function of (key, counter), so any
+ * element can be drawn independently of every other (no sequential state, no dependence on chunking/threads).
+ */
+export function keyedU32(key: Key64, counter: number): number {
+  const lo = counter >>> 0;
+  const hi = Math.floor(counter / 4294967296);
+  return mix32(mix32((lo + key.k0) >>> 0) ^ ((key.k1 + Math.imul(hi, 0x9e3779b9)) >>> 0));
+}
+
+const TWO_NEG_32 = 1 / 4294967296;
+
+/**
+ * Bernoulli draws: out[i] = 1 with probability p (a constant, or probs[i]), using uniform number (offset + i) of
+ * stream `key`. p <= 0 never keeps, p >= 1 always keeps.
+ */
+export function bernoulliFill(key: Key64, p: number | Float32Array, out: Uint8Array, offset = 0): Uint8Array {
+  const n = out.length;
+  const k0 = key.k0;
+  let k1 = key.k1;
+  const start = offset;
+  let hiBlock = -1;
+  if (typeof p === "number") {
+    const threshold = p >= 1 ? 4294967296 : p <= 0 ? 0 : Math.floor(p * 4294967296);
+    for (let i = 0; i < n; i++) {
+      const c = start + i;
+      const hi = Math.floor(c / 4294967296);
+      if (hi !== hiBlock) {
+        hiBlock = hi;
+        k1 = (key.k1 + Math.imul(hi, 0x9e3779b9)) >>> 0;
+      }
+      const u = mix32(mix32(((c >>> 0) + k0) >>> 0) ^ k1);
+      out[i] = u < threshold ? 1 : 0;
+    }
+  } else {
+    if (p.length !== n) throw new RangeError(`bernoulliFill: ${p.length} probabilities for ${n} draws`);
+    for (let i = 0; i < n; i++) {
+      const c = start + i;
+      const hi = Math.floor(c / 4294967296);
+      if (hi !== hiBlock) {
+        hiBlock = hi;
+        k1 = (key.k1 + Math.imul(hi, 0x9e3779b9)) >>> 0;
+      }
+      const u = mix32(mix32(((c >>> 0) + k0) >>> 0) ^ k1) * TWO_NEG_32;
+      out[i] = u < p[i]! ? 1 : 0;
+    }
+  }
+  return out;
+}
