@@ -29,11 +29,14 @@ export class FusionError extends Error {
   readonly file?: string;
   readonly tensor?: string;
   readonly key?: string;
+  /** The message without the file / tensor / key prefix. */
+  readonly detail: string;
 
   constructor(code: FusionErrorCode, message: string, context: FusionErrorContext = {}) {
     super(FusionError.compose(message, context), context.cause === undefined ? undefined : { cause: context.cause });
     this.name = "FusionError";
     this.code = code;
+    this.detail = message;
     this.file = context.file;
     this.tensor = context.tensor;
     this.key = context.key;

@@ -133,6 +133,26 @@ export class SafetensorsWriter {
     this.pending.delete(name);
   }
 
+  /**
+   * For producers that write the bytes themselves (worker threads with their own file descriptor): the
+   * temporary file and absolute offset of a tensor. Call `markWritten` once its bytes are in place.
+   */
+  location(name: string): { file: string; offset: number; bytes: number } {
+    const at = this.header.offsets.get(name);
+    if (at === undefined)
+      throw new FusionError("TENSOR_NOT_FOUND", "not in the header", { file: this.path, tensor: name });
+    return { file: this.tmp, offset: this.dataStart + at[0], bytes: at[1] - at[0] };
+  }
+
+  markWritten(name: string): void {
+    if (!this.pending.delete(name)) {
+      throw new FusionError("DUPLICATE_TENSOR", "tensor marked written twice or unknown", {
+        file: this.path,
+        tensor: name,
+      });
+    }
+  }
+
   writeTensor(name: string, t: Tensor): void {
     const spec = this.pending.get(name);
     if (spec !== undefined && spec.dtype !== t.dtype) {

@@ -103,6 +103,21 @@ export class ShardedWriter {
     sw.write(name, data);
   }
 
+  location(name: string): { file: string; offset: number; bytes: number } {
+    return this.writerOf(name).location(name);
+  }
+
+  markWritten(name: string): void {
+    this.writerOf(name).markWritten(name);
+  }
+
+  private writerOf(name: string): SafetensorsWriter {
+    const sw = this.owner.get(name);
+    if (sw === undefined)
+      throw new FusionError("TENSOR_NOT_FOUND", "not in the shard plan", { file: this.dir, tensor: name });
+    return sw;
+  }
+
   /** Files written, in shard order (plus the index when there are several shards). */
   finish(): string[] {
     const files: string[] = [];
