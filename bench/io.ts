@@ -90,9 +90,13 @@ function fusionkitPhase(dir: string): PhaseResult & { steadySeconds: number } {
 }
 
 function runChild(phase: string, dir: string): PhaseResult & { steadySeconds?: number } {
-  const r = spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--phase", phase, dir], {
-    encoding: "utf8",
-  });
+  const r = spawnSync(
+    process.execPath,
+    ["--import", import.meta.resolve("tsx"), fileURLToPath(import.meta.url), "--phase", phase, dir],
+    {
+      encoding: "utf8",
+    },
+  );
   if (r.status !== 0) throw new Error(`phase ${phase} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split("\n").at(-1)!) as PhaseResult;
 }

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { FusionError } from "../errors.js";
 import { registerInspect } from "./inspect.js";
+import { registerMerge } from "./merge.js";
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .version(version(), "-V, --version")
     .showHelpAfterError("(run with --help for usage)");
   registerInspect(program);
+  registerMerge(program);
   return program;
 }
 

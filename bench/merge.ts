@@ -1,0 +1,140 @@
+// npm run bench:merge — merge three Llama-shaped bf16 checkpoints (>= 1.5 GB each) plus a base with linear,
+// task_arithmetic, ties (density 0.5) and dare_ties, against a raw I/O baseline (read every input byte, write one
+// output's bytes, fsync), in one run. Each measurement is its own process so peak RSS is its own; a 4-layer set with
+// the same tensor sizes shows whether peak RSS depends on checkpoint size.
+import { spawnSync } from "node:child_process";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { cpus } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { merge } from "../src/engine/merge.js";
+import { formatBytes } from "../src/report/format.js";
+import { writeSyntheticLlama } from "../src/synth/llama.js";
+
+const CACHE = resolve(fileURLToPath(import.meta.url), "../../.bench-cache");
+const SHAPE = { vocabSize: 32000, hiddenSize: 2048, intermediateSize: 5632, numHeads: 16, numKvHeads: 4 };
+const SETS = { large: 13, small: 4 } as const;
+const MODELS = ["base", "ft1", "ft2", "ft3"];
+const METHODS: Record<string, string> = {
+  linear:
+    "merge_method: linear\nmodels:\n  - model: ft1\n    parameters: {weight: 0.4}\n  - model: ft2\n    parameters: {weight: 0.3}\n  - model: ft3\n    parameters: {weight: 0.3}\ndtype: bfloat16\n",
+  task_arithmetic:
+    "merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: ft1\n    parameters: {weight: 0.5}\n  - model: ft2\n    parameters: {weight: 0.5}\n  - model: ft3\n    parameters: {weight: 0.5}\ndtype: bfloat16\n",
+  ties: "merge_method: ties\nbase_model: base\nparameters: {density: 0.5, weight: 0.5}\nmodels:\n  - model: ft1\n  - model: ft2\n  - model: ft3\ndtype: bfloat16\n",
+  dare_ties:
+    "merge_method: dare_ties\nbase_model: base\nparameters: {density: 0.5, weight: 0.5}\nmodels:\n  - model: ft1\n  - model: ft2\n  - model: ft3\ndtype: bfloat16\n",
+};
+
+function ensureSet(key: keyof typeof SETS): string {
+  const dir = join(CACHE, `merge-${key}`);
+  const done = join(dir, ".complete");
+  if (existsSync(done)) return dir;
+  rmSync(dir, { recursive: true, force: true });
+  for (const [i, m] of MODELS.entries()) {
+    process.stdout.write(`generating ${key}/${m} (${SETS[key]} layers)... `);
+    const t0 = performance.now();
+    writeSyntheticLlama(join(dir, m), {
+      shape: { ...SHAPE, numLayers: SETS[key] },
+      dtype: "BF16",
+      baseSeed: 11,
+      finetuneSeed: i === 0 ? undefined : i,
+      maxShardBytes: 1e9,
+    });
+    console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  for (const [name, cfg] of Object.entries(METHODS)) writeFileSync(join(dir, `${name}.yml`), cfg);
+  writeFileSync(done, "");
+  return dir;
+}
+
+function shardFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".safetensors"))
+    .map((f) => join(dir, f));
+}
+
+/** Read every byte of the inputs (16 MB reads), write as many bytes as one model to a file, fsync. */
+function baseline(setDir: string, out: string): { bytesRead: number; bytesWritten: number } {
+  const buf = new Uint8Array(16 << 20);
+  let bytesRead = 0;
+  for (const m of MODELS) {
+    for (const f of shardFiles(join(setDir, m))) {
+      const fd = openSync(f, "r");
+      for (let got = readSync(fd, buf, 0, buf.length, null); got > 0; got = readSync(fd, buf, 0, buf.length, null))
+        bytesRead += got;
+      closeSync(fd);
+    }
+  }
+  const outBytes = shardFiles(join(setDir, "ft1")).reduce((s, f) => s + statSync(f).size, 0);
+  const fd = openSync(out, "w");
+  let bytesWritten = 0;
+  while (bytesWritten < outBytes) bytesWritten += writeSync(fd, buf, 0, Math.min(buf.length, outBytes - bytesWritten));
+  fsyncSync(fd);
+  closeSync(fd);
+  rmSync(out);
+  return { bytesRead, bytesWritten };
+}
+
+interface Measured {
+  seconds: number;
+  maxRssMB: number;
+}
+
+async function child(what: string, setDir: string, jobs: number): Promise<void> {
+  const out = join(setDir, `out-${what}`);
+  rmSync(out, { recursive: true, force: true });
+  const t0 = performance.now();
+  if (what === "baseline") baseline(setDir, out);
+  else await merge(join(setDir, `${what}.yml`), out, { jobs, randomSeed: 1 });
+  const seconds = (performance.now() - t0) / 1000;
+  rmSync(out, { recursive: true, force: true });
+  console.log(JSON.stringify({ seconds, maxRssMB: process.resourceUsage().maxRSS / 1024 }));
+}
+
+function measure(what: string, setDir: string, jobs: number): Measured {
+  const r = spawnSync(
+    process.execPath,
+    ["--import", import.meta.resolve("tsx"), fileURLToPath(import.meta.url), "--child", what, setDir, String(jobs)],
+    {
+      encoding: "utf8",
+      cwd: setDir, // model references in the configs are relative to the set's folder
+    },
+  );
+  if (r.status !== 0) throw new Error(`${what} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1)!) as Measured;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === "--child") return child(argv[1]!, argv[2]!, Number(argv[3]));
+  const jobs = Math.max(1, cpus().length);
+  console.log(`fusionkit bench:merge — 3 fine-tunes + base, bf16, -j ${jobs}, warm page cache\n`);
+  for (const key of ["large", "small"] as const) {
+    const dir = ensureSet(key);
+    const size = shardFiles(join(dir, "ft1")).reduce((s, f) => s + statSync(f).size, 0);
+    console.log(`\n${key}: ${SETS[key]} layers, ${formatBytes(size)} per checkpoint`);
+    measure("baseline", dir, jobs); // warm the page cache
+    const base = measure("baseline", dir, jobs);
+    console.log(`  raw I/O baseline   ${base.seconds.toFixed(2)} s   peak RSS ${base.maxRssMB.toFixed(0)} MB`);
+    for (const method of Object.keys(METHODS)) {
+      const m = measure(method, dir, jobs);
+      const goal = method === "linear" || method === "task_arithmetic" ? 1.2 : 1.6;
+      console.log(
+        `  ${method.padEnd(18)} ${m.seconds.toFixed(2)} s   ${(m.seconds / base.seconds).toFixed(2)}x baseline (goal <= ${goal}x)   peak RSS ${m.maxRssMB.toFixed(0)} MB`,
+      );
+    }
+  }
+}
+
+await main();

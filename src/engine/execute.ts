@@ -1,0 +1,133 @@
+import { Worker } from "node:worker_threads";
+import { FusionError, type FusionErrorCode } from "../errors.js";
+import type { ShardedWriter } from "../io/sharded-write.js";
+import type { MergePlan } from "./plan.js";
+import { type ExecSpec, type JobResult, type TensorJob, TensorRunner } from "./tensor-task.js";
+
+export interface MergeProgress {
+  readonly done: number;
+  readonly total: number;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly seconds: number;
+}
+
+export interface ExecuteOptions {
+  /** Worker threads; 1 runs on the calling thread. */
+  readonly jobs: number;
+  readonly seed: number;
+  readonly onProgress?: (p: MergeProgress) => void;
+}
+
+type WorkerReply =
+  | { ok: JobResult }
+  | {
+      error: { code?: FusionErrorCode; message: string; file?: string; tensor?: string; key?: string; fusion: boolean };
+      index: number;
+    };
+
+/** Start a worker running worker.ts / worker.js; under tsx (tests, dev) it registers tsx's loader first. */
+function startWorker(spec: ExecSpec): Worker {
+  const self = import.meta.url;
+  if (self.endsWith(".ts")) {
+    const url = new URL("./worker.ts", self).href;
+    const api = import.meta.resolve("tsx/esm/api");
+    const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url)}); })`;
+    return new Worker(code, { eval: true, workerData: spec });
+  }
+  return new Worker(new URL("./worker.js", self), { workerData: spec });
+}
+
+function jobsOf(plan: MergePlan, writer: ShardedWriter): TensorJob[] {
+  return plan.tensors.map((tensor, index) => {
+    const loc = writer.location(tensor.name);
+    return { index, tensor, out: { file: loc.file, offset: loc.offset } };
+  });
+}
+
+/** Run every planned tensor into `writer` (which must hold the plan's tensors), in parallel when jobs > 1. */
+export async function executePlan(
+  plan: MergePlan,
+  writer: ShardedWriter,
+  options: ExecuteOptions,
+): Promise<MergeProgress> {
+  const spec: ExecSpec = {
+    method: plan.method.name,
+    modelPaths: plan.models.map((m) => m.path),
+    computeDtype: plan.computeDtype,
+    seed: options.seed,
+  };
+  const jobs = jobsOf(plan, writer);
+  const t0 = performance.now();
+  const progress = { done: 0, total: jobs.length, bytesRead: 0, bytesWritten: 0, seconds: 0 };
+  const finished = (r: JobResult) => {
+    writer.markWritten(plan.tensors[r.index]!.name);
+    progress.done++;
+    progress.bytesRead += r.bytesRead;
+    progress.bytesWritten += r.bytesWritten;
+    progress.seconds = (performance.now() - t0) / 1000;
+    options.onProgress?.({ ...progress });
+  };
+  const n = Math.max(1, Math.min(options.jobs, jobs.length));
+  if (n === 1) {
+    const runner = new TensorRunner(spec);
+    try {
+      for (const job of jobs) {
+        finished(runner.run(job));
+        await new Promise((r) => setImmediate(r)); // let progress output and signals through
+      }
+    } finally {
+      runner.close();
+    }
+    return progress;
+  }
+  return await new Promise<MergeProgress>((resolve, reject) => {
+    const workers: Worker[] = [];
+    let next = 0;
+    let failed = false;
+    const stopAll = () => {
+      for (const w of workers) void w.terminate();
+    };
+    const fail = (e: unknown) => {
+      if (failed) return;
+      failed = true;
+      stopAll();
+      reject(e);
+    };
+    const feed = (w: Worker) => {
+      if (next < jobs.length) w.postMessage(jobs[next++]);
+      else w.postMessage("close");
+    };
+    for (let i = 0; i < n; i++) {
+      const w = startWorker(spec);
+      workers.push(w);
+      w.on("message", (m: WorkerReply) => {
+        if (failed) return;
+        if ("error" in m) {
+          const e = m.error;
+          fail(
+            e.fusion
+              ? new FusionError(e.code!, e.message, { file: e.file, tensor: e.tensor, key: e.key })
+              : new Error(`merge worker failed on ${plan.tensors[m.index]?.name}: ${e.message}`),
+          );
+          return;
+        }
+        try {
+          finished(m.ok);
+        } catch (err) {
+          fail(err);
+          return;
+        }
+        if (progress.done === jobs.length) {
+          for (const x of workers) x.postMessage("close");
+          resolve({ ...progress });
+        } else feed(w);
+      });
+      w.on("error", fail);
+      w.on("exit", (code) => {
+        if (code !== 0 && progress.done < jobs.length) fail(new Error(`merge worker exited with code ${code}`));
+      });
+      feed(w);
+    }
+  });
+}
