@@ -54,6 +54,8 @@ export interface KeyAt {
   key: number;
   /** Number of elements whose magnitude key is strictly smaller than `key`. */
   below: number;
+  /** Number of elements whose magnitude key equals `key`. */
+  equal: number;
 }
 
 /**
@@ -84,7 +86,7 @@ export function magnitudeAt(values: Float32Array, pos: number): KeyAt {
     if (below + c > pos) break;
     below += c;
   }
-  return { key: ((b << 16) | l) >>> 0, below };
+  return { key: ((b << 16) | l) >>> 0, below, equal: lo[l]! };
 }
 
 /**
@@ -133,17 +135,20 @@ export function topKMagnitudeMask(values: Float32Array, k: number, out: Uint8Arr
   if (k >= n) return out.fill(1);
   const bits = bitsView(values);
   const t = magnitudeAt(values, n - k);
-  // Elements above the threshold key are all kept; `take` of the equal ones (first in index order) fill up to k.
-  let above = 0;
   const key = t.key;
-  for (let i = 0; i < n; i++) if ((bits[i]! & 0x7fffffff) > key) above++;
-  let take = k - above;
+  // Everything above the threshold key is kept, plus the first `take` (in index order) of those equal to it.
+  const take = k - (n - t.below - t.equal);
+  if (take === t.equal) {
+    for (let i = 0; i < n; i++) out[i] = (bits[i]! & 0x7fffffff) >= key ? 1 : 0;
+    return out;
+  }
+  let left = take;
   for (let i = 0; i < n; i++) {
     const b = bits[i]! & 0x7fffffff;
     if (b > key) out[i] = 1;
-    else if (b === key && take > 0) {
+    else if (b === key && left > 0) {
       out[i] = 1;
-      take--;
+      left--;
     } else out[i] = 0;
   }
   return out;
@@ -166,32 +171,63 @@ export function lineRankNorm(
   const bits = bitsView(values);
   if (len === 1) return out.fill(0.5);
   const denom = len - 1;
-  // Pack (31-bit key, position) into one float64 (exact below 2^53) and sort natively; fall back to a comparator.
-  const packed = len <= 1 << 22 ? new Float64Array(len) : null;
-  const order = packed === null ? new Uint32Array(len) : null;
-  const keys = packed === null ? new Uint32Array(len) : null;
+  if (len < RADIX_MIN_LEN) {
+    // Short lines: pack (31-bit key, position) into one float64 (exact: < 2^31 * 2^8) and sort natively.
+    const packed = new Float64Array(len);
+    for (let o = 0; o < outer; o++) {
+      for (let c = 0; c < inner; c++) {
+        const start = o * len * inner + c;
+        for (let r = 0; r < len; r++) packed[r] = (bits[start + r * inner]! & 0x7fffffff) * 256 + r;
+        packed.sort();
+        for (let s = 0; s < len; s++) out[start + (packed[s]! % 256) * inner] = s / denom;
+      }
+    }
+    return out;
+  }
+  // Long lines: stable LSD radix sort of (key, position) in three 11-bit digits.
+  const keyA = new Uint32Array(len);
+  const keyB = new Uint32Array(len);
+  const posA = new Uint32Array(len);
+  const posB = new Uint32Array(len);
+  const hist = new Uint32Array(2048);
   for (let o = 0; o < outer; o++) {
     for (let c = 0; c < inner; c++) {
       const start = o * len * inner + c;
-      if (packed !== null) {
-        for (let r = 0; r < len; r++) packed[r] = (bits[start + r * inner]! & 0x7fffffff) * 4194304 + r;
-        packed.sort();
-        for (let s = 0; s < len; s++) {
-          const r = packed[s]! % 4194304;
-          out[start + r * inner] = s / denom;
-        }
-      } else {
-        for (let r = 0; r < len; r++) {
-          keys![r] = bits[start + r * inner]! & 0x7fffffff;
-          order![r] = r;
-        }
-        order!.sort((a, b) => keys![a]! - keys![b]! || a - b);
-        for (let s = 0; s < len; s++) out[start + order![s]! * inner] = s / denom;
+      let kIn = keyA;
+      let pIn = posA;
+      let kOut = keyB;
+      let pOut = posB;
+      for (let r = 0; r < len; r++) {
+        kIn[r] = bits[start + r * inner]! & 0x7fffffff;
+        pIn[r] = r;
       }
+      for (let shift = 0; shift < 31; shift += 11) {
+        hist.fill(0);
+        for (let r = 0; r < len; r++) hist[(kIn[r]! >>> shift) & 2047]!++;
+        if (hist[(kIn[0]! >>> shift) & 2047] === len) continue; // every key shares this digit
+        let sum = 0;
+        for (let d = 0; d < 2048; d++) {
+          const h = hist[d]!;
+          hist[d] = sum;
+          sum += h;
+        }
+        for (let r = 0; r < len; r++) {
+          const k = kIn[r]!;
+          const dst = hist[(k >>> shift) & 2047]!++;
+          kOut[dst] = k;
+          pOut[dst] = pIn[r]!;
+        }
+        [kIn, kOut] = [kOut, kIn];
+        [pIn, pOut] = [pOut, pIn];
+      }
+      for (let s = 0; s < len; s++) out[start + pIn[s]! * inner] = s / denom;
     }
   }
   return out;
 }
+
+/** Lines at least this long are ranked by radix sort; shorter ones by a native sort of packed keys. */
+const RADIX_MIN_LEN = 256;
 
 // ---- keyed counter-based hash (reproducible uniform numbers) ----
 
@@ -239,33 +275,23 @@ const TWO_NEG_32 = 1 / 4294967296;
  */
 export function bernoulliFill(key: Key64, p: number | Float32Array, out: Uint8Array, offset = 0): Uint8Array {
   const n = out.length;
+  if (typeof p !== "number" && p.length !== n) {
+    throw new RangeError(`bernoulliFill: ${p.length} probabilities for ${n} draws`);
+  }
   const k0 = key.k0;
-  let k1 = key.k1;
-  const start = offset;
-  let hiBlock = -1;
-  if (typeof p === "number") {
-    const threshold = p >= 1 ? 4294967296 : p <= 0 ? 0 : Math.floor(p * 4294967296);
-    for (let i = 0; i < n; i++) {
-      const c = start + i;
-      const hi = Math.floor(c / 4294967296);
-      if (hi !== hiBlock) {
-        hiBlock = hi;
-        k1 = (key.k1 + Math.imul(hi, 0x9e3779b9)) >>> 0;
-      }
-      const u = mix32(mix32(((c >>> 0) + k0) >>> 0) ^ k1);
-      out[i] = u < threshold ? 1 : 0;
-    }
-  } else {
-    if (p.length !== n) throw new RangeError(`bernoulliFill: ${p.length} probabilities for ${n} draws`);
-    for (let i = 0; i < n; i++) {
-      const c = start + i;
-      const hi = Math.floor(c / 4294967296);
-      if (hi !== hiBlock) {
-        hiBlock = hi;
-        k1 = (key.k1 + Math.imul(hi, 0x9e3779b9)) >>> 0;
-      }
-      const u = mix32(mix32(((c >>> 0) + k0) >>> 0) ^ k1) * TWO_NEG_32;
-      out[i] = u < p[i]! ? 1 : 0;
+  const threshold = typeof p !== "number" ? 0 : p >= 1 ? 4294967296 : p <= 0 ? 0 : Math.floor(p * 4294967296);
+  // Split the range where the counter's high word changes (at multiples of 2^32), so the loops see one k1.
+  let i = 0;
+  while (i < n) {
+    const c = offset + i;
+    const hi = Math.floor(c / 4294967296);
+    const end = Math.min(n, (hi + 1) * 4294967296 - offset);
+    const k1 = (key.k1 + Math.imul(hi, 0x9e3779b9)) >>> 0;
+    let lo = c >>> 0;
+    if (typeof p === "number") {
+      for (; i < end; i++, lo++) out[i] = mix32(mix32((lo + k0) >>> 0) ^ k1) < threshold ? 1 : 0;
+    } else {
+      for (; i < end; i++, lo++) out[i] = mix32(mix32((lo + k0) >>> 0) ^ k1) * TWO_NEG_32 < p[i]! ? 1 : 0;
     }
   }
   return out;
