@@ -1,6 +1,12 @@
-// Embedding rectification (mergekit/merge_methods/rectify_embed.py and get_task_vectors in
-// generalized_task_arithmetic.py): models with different vocabulary sizes disagree on the row count of their
-// token embeddings / LM head. For tensors flagged `isEmbed` such mismatches are cropped instead of rejected.
+// Embedding rectification (mergekit/merge_methods/rectify_embed.py): models with different vocabulary sizes
+// disagree on the row count of their token embeddings / LM head. For tensors flagged `isEmbed` (all 2-D) every
+// input, base included, is cropped to the largest common top-left block; any other mismatch is SHAPE_MISMATCH.
+//
+// fusionkit applies this one rule in every method, so a merge's output shape is predictable from its inputs.
+// mergekit is less uniform: the task-arithmetic family crops each model to the base (the same result when the
+// base is the smallest, the usual case; an error in mergekit otherwise) and silently drops a non-embedding
+// model of another shape; multislerp, sce and nearswap do not rectify at all (torch fails); karcher's
+// rectification is a no-op (it crops a temporary list).
 
 import { type MergeContext, shapeError } from "./define.js";
 import type { TensorData } from "./types.js";
@@ -46,23 +52,4 @@ export function requireSameShape(ctx: MergeContext, tensors: readonly TensorData
   const shapes = [...new Set(tensors.map((t) => fmt(t.shape)))];
   const hint = ctx.isEmbed ? "" : " (only embedding tensors are cropped to a common size)";
   throw shapeError(ctx, `tensor size mismatch, sizes: ${shapes.join(", ")}${hint}`);
-}
-
-/**
- * The task-arithmetic family's rule (get_task_vectors): a model whose embedding is larger than the base's is
- * cropped to the base's [rows, cols]. Any other mismatch is a SHAPE_MISMATCH. (mergekit silently skips a
- * mismatched non-embedding model; fusionkit refuses, since dropping a model changes the merge.)
- */
-export function rectifyToBase(ctx: MergeContext, model: TensorData, base: TensorData, index: number): TensorData {
-  if (sameShape(model.shape, base.shape)) return model;
-  if (ctx.isEmbed && model.shape.length === 2 && base.shape.length === 2) {
-    const [br, bc] = base.shape as [number, number];
-    const [mr, mc] = model.shape as [number, number];
-    if (mr >= br && mc >= bc) return crop2d(model, br, bc);
-  }
-  throw shapeError(
-    ctx,
-    `model ${index} has shape ${fmt(model.shape)} but the base has ${fmt(base.shape)}` +
-      (ctx.isEmbed ? " (an embedding can only be cropped down to the base's size)" : ""),
-  );
 }

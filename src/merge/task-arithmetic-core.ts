@@ -1,7 +1,7 @@
 // Generalized task arithmetic (mergekit/merge_methods/generalized_task_arithmetic.py): the shared engine of
 // task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs, breadcrumbs_ties, della and della_linear.
 //
-//   delta_i  = model_i - base                     (an embedding larger than the base is cropped to it)
+//   delta_i  = model_i - base                     (embeddings: all cropped to the common block, see rectify.ts)
 //   delta_i  = sparsify(delta_i, density_i, ...)  (optional; rescaled by L1 ratio when `rescale`)
 //   wd_i     = weight_i * delta_i
 //   with consensus:  keep wd_i where sign(wd_i) == elected sign;  mixed = sum kept wd_i;
@@ -19,9 +19,9 @@
 import type { ConsensusMethod } from "./consensus.js";
 import { copyResult, defineMethod, type MergeContext } from "./define.js";
 import { bool, num } from "./params.js";
-import { rectifyToBase } from "./rectify.js";
+import { rectifyCommon } from "./rectify.js";
 import { type SparsificationMethod, type SparsityMask, sparsityMask } from "./sparsify.js";
-import type { MergeMethodSpec, MergeResult, ParamSpec } from "./types.js";
+import type { MergeMethodSpec, MergeResult, ParamSpec, TensorData } from "./types.js";
 
 export interface TaskArithmeticOptions {
   name: string;
@@ -99,12 +99,12 @@ export function defineTaskArithmetic(o: TaskArithmeticOptions): MergeMethodSpec 
 }
 
 function runTaskArithmetic(ctx: MergeContext, o: TaskArithmeticOptions): MergeResult {
-  const base = ctx.base!;
   const nModels = ctx.models.length;
-  if (nModels === 0) return copyResult(base);
+  if (nModels === 0) return copyResult(ctx.base!);
+  const [base, ...models] = rectifyCommon(ctx, [ctx.base!, ...ctx.models]) as [TensorData, ...TensorData[]];
   const b = base.data;
   const n = b.length;
-  const xs = ctx.models.map((m, i) => rectifyToBase(ctx, m, base, i).data);
+  const xs = models.map((m) => m.data);
   const w = ctx.modelParams.map((p) => Math.fround(num(p, "weight")));
 
   // Sparsify each task vector: a keep-mask and a rescale factor per model.

@@ -131,6 +131,41 @@ describe("multislerp", () => {
   });
 });
 
+describe("embedding rectification", () => {
+  // Base [3, 2] and models [4, 2] / [2, 3]: every method crops all inputs to the common [2, 2] block.
+  const base = t([1, 2, 3, 4, 5, 6], [3, 2]);
+  const big = t([1.5, 2, 3, 4.5, 9, 9, 9, 9], [4, 2]);
+  const wide = t([0.5, 2.5, 9, 3, 4, 9], [2, 3]);
+  const cases: Record<string, Omit<MergeInput, "tensorName">> = {
+    linear: { models: [base, big, wide], modelParams: [{ weight: 1 }, { weight: 1 }, { weight: 1 }] },
+    slerp: { base, models: [wide], params: { t: 0.5 } },
+    nuslerp: { base, models: [big, wide], modelParams: [{ weight: 1 }, { weight: 1 }] },
+    multislerp: { base, models: [big, wide], modelParams: [{ weight: 1 }, { weight: 1 }] },
+    karcher: { models: [base, big, wide] },
+    ties: { base, models: [big, wide], modelParams: [{ weight: 1 }, { weight: 1 }] },
+    model_stock: { base, models: [big, wide] },
+    sce: { base, models: [big, wide] },
+    nearswap: { base, models: [wide], params: { t: 0.1 } },
+  };
+  for (const [name, input] of Object.entries(cases)) {
+    test(`${name}: inputs of an embedding are cropped to their common block`, () => {
+      const out = merge(name, { ...input, isEmbed: true });
+      assert.deepEqual(out.shape, [2, 2]);
+      assert.throws(() => merge(name, input), isShapeMismatch, "without isEmbed the mismatch is refused");
+    });
+  }
+  test("task arithmetic on cropped embeddings equals task arithmetic on the common blocks", () => {
+    const out = merge("task_arithmetic", {
+      isEmbed: true,
+      base,
+      models: [big, wide],
+      modelParams: [{ weight: 1 }, { weight: 1 }],
+    });
+    // common block: base [1,2,3,4], big [1.5,2,3,4.5], wide [0.5,2.5,3,4] -> base + sum of deltas
+    close(out.data, [1, 2.5, 3, 4.5]);
+  });
+});
+
 describe("karcher", () => {
   test("crops embeddings to the common block (mergekit's rectification here is a no-op), refuses other mismatches", () => {
     const a = t([1, 0, 5, 0, 1, 5], [2, 3]);

@@ -251,13 +251,13 @@ describe("input validation", () => {
       () => run("multislerp", { models: [wide, tall], modelParams: [{ weight: 1 }, { weight: 1 }] }),
       "SHAPE_MISMATCH",
     );
-    // An embedding smaller than the base cannot be cropped up to it.
+    // Only 2-D embeddings are cropped.
     expectMergeError(
       () =>
         run("ties", {
           isEmbed: true,
-          base: tensor([1, 2, 3, 4, 5, 6], [3, 2]),
-          models: [tensor([1, 2, 3, 4], [2, 2])],
+          base: tensor([1, 2, 3, 4, 5, 6], [6]),
+          models: [tensor([1, 2, 3, 4], [4])],
           modelParams: [{ weight: 1 }],
         }),
       "SHAPE_MISMATCH",

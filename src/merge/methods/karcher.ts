@@ -5,7 +5,8 @@
 // the tangent step's norm is below `tol`; a direction within angle `tol` of u adds nothing to a step); the result
 // is u * sum_i |x_i| / N. Models with norm <= tol are left out of the direction but still count in the norm.
 // Divergence: mergekit's embedding rectification in this method crops a temporary list and so has no effect
-// (mismatched vocabularies then fail inside torch); fusionkit crops embeddings to their common block as intended.
+// (mismatched vocabularies then fail inside torch); fusionkit crops embeddings to their common block as intended
+// (rectify.ts).
 // Dot products and norms accumulate in float64; the running mean direction is stored in float32, as in mergekit.
 
 import { dot, sumSquares } from "../../tensor/kernels.js";

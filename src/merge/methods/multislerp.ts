@@ -6,12 +6,13 @@
 // (sum w_i u_i - (M . m) m = M - |M| m = 0), so the result is exactly m * avg_norm with avg_norm = sum w_i |x_i|
 // (mergekit's float32 evaluation differs from this only by rounding noise). Weights are normalised to sum 1 by
 // default. If |M| < eps: two models fall back to w0 x0 + w1 x1; more models are rejected (antipodal inputs).
-// Divergence: normalize_weights with weights summing to 0 is rejected (mergekit divides by zero).
+// Divergences: normalize_weights with weights summing to 0 is rejected (mergekit divides by zero); embeddings of
+// different sizes are cropped to their common block (mergekit does not rectify here).
 
 import { sumSquares } from "../../tensor/kernels.js";
 import { copyResult, defineMethod, mergeError } from "../define.js";
 import { bool, num } from "../params.js";
-import { requireSameShape } from "../rectify.js";
+import { rectifyCommon } from "../rectify.js";
 
 export const multislerp = defineMethod({
   name: "multislerp",
@@ -27,10 +28,10 @@ export const multislerp = defineMethod({
   ],
   modelParameters: [{ name: "weight", type: "number", description: "barycentric weight of this model" }],
   run(ctx) {
-    const models = ctx.models;
-    if (models.length === 1) return copyResult(models[0]!);
-    const base = ctx.base;
-    requireSameShape(ctx, base === undefined ? models : [...models, base]);
+    if (ctx.models.length === 1) return copyResult(ctx.models[0]!);
+    const ts = rectifyCommon(ctx, ctx.base === undefined ? ctx.models : [...ctx.models, ctx.base]);
+    const models = ts.slice(0, ctx.models.length);
+    const base = ctx.base === undefined ? undefined : ts[ts.length - 1]!;
     const eps = num(ctx.params, "eps");
     let w = ctx.modelParams.map((p) => Math.fround(num(p, "weight")));
     if (bool(ctx.params, "normalize_weights")) {

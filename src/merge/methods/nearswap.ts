@@ -2,10 +2,12 @@
 //
 // Elementwise: w = clamp(t / max(|base - model|, 1e-6), 0, 1); result = w * model + (1 - w) * base. Entries that
 // differ by at most t take the model's value; larger differences are pulled towards the base. t = 0 gives the base.
+// Embeddings of different sizes are cropped to their common block (mergekit does not rectify here).
 
 import { copyResult, defineMethod } from "../define.js";
 import { num } from "../params.js";
-import { requireSameShape } from "../rectify.js";
+import { rectifyCommon } from "../rectify.js";
+import type { TensorData } from "../types.js";
 
 export const nearswap = defineMethod({
   name: "nearswap",
@@ -20,10 +22,8 @@ export const nearswap = defineMethod({
   ],
   modelParameters: [],
   run(ctx) {
-    const base = ctx.base!;
-    if (ctx.models.length === 0) return copyResult(base);
-    const model = ctx.models[0]!;
-    requireSameShape(ctx, [base, model]);
+    if (ctx.models.length === 0) return copyResult(ctx.base!);
+    const [base, model] = rectifyCommon(ctx, [ctx.base!, ctx.models[0]!]) as [TensorData, TensorData];
     const t = num(ctx.params, "t");
     const a = base.data;
     const b = model.data;

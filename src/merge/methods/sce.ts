@@ -8,11 +8,13 @@
 // Known mergekit bug: when k == 0 (e.g. identical models, so every variance is 0) mergekit's mask has the shape
 // of the stacked task vectors and its output wrongly gets shape [N, ...]; the intended result, returned here,
 // is the base (every task vector is masked out). `int8_mask` has no numeric effect (accepted for compatibility).
+// Embeddings of different sizes are cropped to their common block (mergekit does not rectify here; see rectify.ts).
 
 import { topKMagnitudeMask } from "../../tensor/kernels.js";
 import { copyResult, defineMethod } from "../define.js";
 import { num } from "../params.js";
-import { requireSameShape } from "../rectify.js";
+import { rectifyCommon } from "../rectify.js";
+import type { TensorData } from "../types.js";
 
 export const sce = defineMethod({
   name: "sce",
@@ -35,13 +37,12 @@ export const sce = defineMethod({
   ],
   modelParameters: [],
   run(ctx) {
-    const base = ctx.base!;
     const k = ctx.models.length;
-    if (k === 0) return copyResult(base);
-    requireSameShape(ctx, [base, ...ctx.models]);
+    if (k === 0) return copyResult(ctx.base!);
+    const [base, ...models] = rectifyCommon(ctx, [ctx.base!, ...ctx.models]) as [TensorData, ...TensorData[]];
     const b = base.data;
     const n = b.length;
-    const xs = ctx.models.map((m) => m.data);
+    const xs = models.map((m) => m.data);
     const shape = [...base.shape];
 
     // Select: variance mask (null = keep everything).
