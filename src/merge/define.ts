@@ -42,6 +42,10 @@ export function shapeError(ctx: { method: string; tensor: string }, message: str
   return new FusionError("SHAPE_MISMATCH", `${ctx.method}: ${message}`, { tensor: ctx.tensor });
 }
 
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 function shapeNumel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
@@ -119,7 +123,13 @@ export function defineMethod(def: MethodDefinition): MergeMethodSpec {
     parameters: Object.freeze([...def.parameters]) as readonly ParamSpec[],
     modelParameters: Object.freeze([...def.modelParameters]) as readonly ParamSpec[],
     merge(input: MergeInput): MergeResult {
-      return run(validate(def, input));
+      const ctx = validate(def, input);
+      // Empty tensors (0 elements, one shape): nothing to merge; spares every kernel the k = 0 / zero-norm cases.
+      const all = ctx.base === undefined ? ctx.models : [...ctx.models, ctx.base];
+      if (all.length > 0 && all.every((t) => t.data.length === 0 && sameShape(t.shape, all[0]!.shape))) {
+        return { data: new Float32Array(0), shape: [...all[0]!.shape] };
+      }
+      return run(ctx);
     },
   });
 }

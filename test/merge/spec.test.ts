@@ -265,6 +265,22 @@ describe("input validation", () => {
   });
 });
 
+test("empty tensors merge to an empty tensor with every method", () => {
+  const e = { data: new Float32Array(0), shape: [0, 4] };
+  for (const spec of listMethods()) {
+    const k = spec.models.max === 1 ? 1 : 2;
+    const out = spec.merge({
+      tensorName: "t.weight",
+      models: Array.from({ length: k }, () => e),
+      base: spec.base === "unused" ? undefined : e,
+      params: { t: 0.5 },
+      modelParams: Array.from({ length: k }, () => ({ weight: 1, density: 0.5 })),
+    });
+    assert.deepEqual(out.shape, [0, 4], spec.name);
+    assert.equal(out.data.length, 0);
+  }
+});
+
 describe("purity", () => {
   const shape = [6, 5];
   const n = 30;
