@@ -54,3 +54,15 @@ export class FusionError extends Error {
 export function isFusionError(e: unknown): e is FusionError {
   return e instanceof FusionError;
 }
+
+/** A short, single-line rendering of any value for an error message (never throws, whatever its depth or size). */
+export function preview(value: unknown, max = 60): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = Array.isArray(value) ? "[...]" : typeof value === "object" && value !== null ? "{...}" : String(value);
+  }
+  text = text.replace(/\s+/g, " ");
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}

@@ -13,7 +13,8 @@ export function buildProgram(): Command {
   const program = new Command("fusionkit")
     .description("deep model fusion for TypeScript: merge, align, connect, ensemble and benchmark neural networks")
     .version(version(), "-V, --version")
-    .showHelpAfterError("(run with --help for usage)");
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride(); // before the subcommands, which inherit it: the CLI never calls process.exit itself
   registerInspect(program);
   registerMerge(program);
   return program;
@@ -21,7 +22,7 @@ export function buildProgram(): Command {
 
 /** Run the CLI; returns the exit code. Errors become one line on stderr. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;

@@ -1,4 +1,4 @@
-import { FusionError } from "../errors.js";
+import { FusionError, preview } from "../errors.js";
 
 /**
  * JSON.parse keeps the last of two equal keys; formats that must refuse ambiguity (safetensors headers, shard
@@ -58,7 +58,7 @@ export function parseStrictJson(
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new FusionError(code, `invalid JSON: ${(e as Error).message}`, { file });
+    throw new FusionError(code, `invalid JSON: ${preview((e as Error).message, 120)}`, { file });
   }
   const dup = findDuplicateKey(text);
   if (dup !== undefined) throw new FusionError(code, `key '${dup}' appears twice`, { file });

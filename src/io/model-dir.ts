@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { existsSync, realpathSync, statSync } from "node:fs";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { FusionError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
+import { readTextFile } from "./file-read.js";
 import { parseStrictJson } from "./json-keys.js";
 import type { TensorInfo } from "./safetensors-header.js";
 import { SafetensorsFile } from "./safetensors-read.js";
@@ -10,6 +11,8 @@ import { INDEX_FILE, SINGLE_FILE } from "./sharded-write.js";
 /** A tensor's header entry plus the file that holds it. */
 export interface LocatedTensorInfo extends TensorInfo {
   readonly file: string;
+  /** Absolute byte offset of the tensor's data in `file`. */
+  readonly offset: number;
 }
 
 /** Named tensors that are read only when asked for, one at a time. */
@@ -52,7 +55,8 @@ class FileSetStateDict implements LazyStateDict {
 
   info(name: string): LocatedTensorInfo {
     const f = this.fileOf(name);
-    return { ...f.info(name), file: f.path };
+    const t = f.info(name);
+    return { ...t, file: f.path, offset: f.header.dataStart + t.begin };
   }
 
   read(name: string, into?: Uint8Array): Tensor {
@@ -111,7 +115,7 @@ export class ModelDir {
   }
 
   private static openIndexed(dir: string, indexPath: string): ModelDir {
-    const index = parseStrictJson(readFileSync(indexPath, "utf8"), indexPath, "INDEX_INVALID");
+    const index = parseStrictJson(readTextFile(indexPath), indexPath, "INDEX_INVALID");
     if (typeof index !== "object" || index === null || Array.isArray(index)) {
       throw new FusionError("INDEX_INVALID", "index is not a JSON object", { file: indexPath });
     }
@@ -229,7 +233,7 @@ export class ModelDir {
 export function readModelConfig(dir: string): Record<string, unknown> | undefined {
   const path = join(dir, "config.json");
   if (!existsSync(path)) return undefined;
-  const value = parseStrictJson(readFileSync(path, "utf8"), path, "CONFIG_INVALID");
+  const value = parseStrictJson(readTextFile(path), path, "CONFIG_INVALID");
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new FusionError("CONFIG_INVALID", "config.json is not a JSON object", { file: path });
   }

@@ -1,4 +1,4 @@
-import { FusionError } from "../errors.js";
+import { FusionError, preview } from "../errors.js";
 import { type DType, dtypeSize, parseDType } from "../tensor/dtype.js";
 import { parseStrictJson } from "./json-keys.js";
 
@@ -25,7 +25,8 @@ export interface SafetensorsHeader {
 
 export const MAX_HEADER_BYTES = 100_000_000;
 const TENSOR_KEYS = new Set(["dtype", "shape", "data_offsets"]);
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a byte-order mark in the text, so the check for a leading "{" refuses it as the format requires.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Read the header length from the first 8 bytes (little-endian u64) and check it against the file size.
@@ -80,14 +81,10 @@ function parseTensorEntry(name: string, raw: unknown, file: string): TensorInfo 
   const dtype = parseDType(entry.dtype, { file, tensor: name });
   const shape = entry.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new FusionError(
-      "SAFETENSORS_HEADER",
-      `shape ${JSON.stringify(shape)} is not a list of non-negative integers`,
-      {
-        file,
-        tensor: name,
-      },
-    );
+    throw new FusionError("SAFETENSORS_HEADER", `shape ${preview(shape)} is not a list of non-negative integers`, {
+      file,
+      tensor: name,
+    });
   }
   const offsets = entry.data_offsets;
   if (
@@ -96,7 +93,7 @@ function parseTensorEntry(name: string, raw: unknown, file: string): TensorInfo 
     !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
     offsets[0] > offsets[1]
   ) {
-    throw new FusionError("SAFETENSORS_HEADER", `data_offsets ${JSON.stringify(offsets)} is not [begin, end]`, {
+    throw new FusionError("SAFETENSORS_HEADER", `data_offsets ${preview(offsets)} is not [begin, end]`, {
       file,
       tensor: name,
     });
@@ -127,7 +124,8 @@ function parseMetadata(raw: unknown, file: string): Record<string, string> | und
         key: `__metadata__.${k}`,
       });
     }
-    out[k] = v;
+    // defineProperty keeps a key named "__proto__" as data instead of setting the prototype.
+    Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
   }
   return out;
 }

@@ -1,4 +1,4 @@
-import { FusionError } from "../errors.js";
+import { FusionError, preview } from "../errors.js";
 import { type DType, dtypeSize, storageBytes, type TypedArray } from "../tensor/dtype.js";
 import { formatShape, isValidShape, numel, type Tensor } from "../tensor/tensor.js";
 import { commitFile, discardFile, openWriteFd, tempPathFor, writeAllSync } from "./atomic.js";
@@ -47,7 +47,7 @@ export function encodeHeader(
     if (offsets.has(s.name))
       throw new FusionError("DUPLICATE_TENSOR", "tensor written twice", { file, tensor: s.name });
     if (!isValidShape(s.shape)) {
-      throw new FusionError("INVALID_ARGUMENT", `invalid shape ${JSON.stringify(s.shape)}`, { file, tensor: s.name });
+      throw new FusionError("INVALID_ARGUMENT", `invalid shape ${preview(s.shape)}`, { file, tensor: s.name });
     }
     const end = cursor + tensorBytes(s);
     offsets.set(s.name, [cursor, end]);

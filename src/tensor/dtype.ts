@@ -1,4 +1,4 @@
-import { FusionError } from "../errors.js";
+import { FusionError, preview } from "../errors.js";
 
 /** Safetensors dtype names. F8 types are read-only (decoded to float32). */
 export const DTYPES = [
@@ -87,11 +87,7 @@ export function isDType(name: unknown): name is DType {
 /** Parse a dtype name, throwing a typed error that names where it came from. */
 export function parseDType(name: unknown, where: { file?: string; tensor?: string; key?: string } = {}): DType {
   if (isDType(name)) return name;
-  throw new FusionError(
-    "UNSUPPORTED_DTYPE",
-    `unknown dtype ${JSON.stringify(name)} (known: ${DTYPES.join(", ")})`,
-    where,
-  );
+  throw new FusionError("UNSUPPORTED_DTYPE", `unknown dtype ${preview(name)} (known: ${DTYPES.join(", ")})`, where);
 }
 
 export function dtypeSize(dtype: DType): number {

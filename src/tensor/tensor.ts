@@ -1,4 +1,4 @@
-import { FusionError } from "../errors.js";
+import { FusionError, preview } from "../errors.js";
 import { allocStorage, type DType, type DTypeStorage } from "./dtype.js";
 
 /** A dense, row-major tensor: dtype + shape + the typed array holding its elements (F16/BF16 as raw bits). */
@@ -29,7 +29,7 @@ export function formatShape(shape: readonly number[]): string {
 
 /** Wrap existing storage as a tensor, checking that its length matches the shape. */
 export function makeTensor<D extends DType>(dtype: D, shape: readonly number[], data: DTypeStorage[D]): Tensor<D> {
-  if (!isValidShape(shape)) throw new FusionError("INVALID_ARGUMENT", `invalid shape ${JSON.stringify(shape)}`);
+  if (!isValidShape(shape)) throw new FusionError("INVALID_ARGUMENT", `invalid shape ${preview(shape)}`);
   const n = numel(shape);
   if (data.length !== n) {
     throw new FusionError(

@@ -285,12 +285,9 @@ describe("fusionkit inspect", () => {
     assert.match(o.stderr, /unknown option/);
   });
 
-  // Known src bugs, kept as TODO tests so they show in the report without failing CI. Remove `todo` once fixed.
-  const exitBug =
-    "src bug: main.ts calls exitOverride() on the root after registerInspect() created the subcommand, so " +
-    "'inspect' has no exit callback: its --help and usage errors call process.exit instead of returning a code";
+  // Regression tests for bugs the first version of the reader and CLI had.
 
-  it("inspect --help returns 0 (and does not exit the process)", { todo: exitBug }, async () => {
+  it("inspect --help returns 0 (and does not exit the process)", async () => {
     const r = await cli(["inspect", "--help"]);
     assert.equal(r.exited, undefined, "process.exit was called");
     assert.equal(r.code, 0);
@@ -301,7 +298,7 @@ describe("fusionkit inspect", () => {
     assert.equal(h.code, 0);
   });
 
-  it("inspect usage errors return non-zero (and do not exit the process)", { todo: exitBug }, async () => {
+  it("inspect usage errors return non-zero (and do not exit the process)", async () => {
     for (const argv of [["inspect"], ["inspect", "a", "b"], ["inspect", file, "--bogus"]]) {
       const r = await cli(argv);
       assert.equal(r.exited, undefined, `${argv.join(" ")}: process.exit was called`);
@@ -310,11 +307,7 @@ describe("fusionkit inspect", () => {
     }
   });
 
-  it("an invalid multi-line index gives one line on stderr", {
-    todo:
-      "src bug: json-keys.ts parseStrictJson embeds V8's JSON.parse message, which quotes the raw input, " +
-      "newlines included, so the CLI's 'one line on stderr' breaks for a pretty-printed broken index",
-  }, async () => {
+  it("an invalid multi-line index gives one line on stderr", async () => {
     const dir = join(root, "bad-index");
     writeSyntheticLlama(dir, { shape: SHAPE, maxShardBytes: 80_000 });
     writeFileSync(join(dir, INDEX_FILE), '{\n  "weight_map": {\n    "a": x\n  }\n}\n');
@@ -324,11 +317,7 @@ describe("fusionkit inspect", () => {
     assert.ok(line.includes(join(dir, INDEX_FILE)), line);
   });
 
-  it("a model.safetensors that is a directory gives a typed one-line error naming it", {
-    todo:
-      "src bug: SafetensorsFile.open on a directory throws Node's raw EISDIR (open succeeds on Linux, the read " +
-      "fails), so the CLI prints 'fusionkit: error: EISDIR: illegal operation on a directory, read' and exits 2",
-  }, async () => {
+  it("a model.safetensors that is a directory gives a typed one-line error naming it", async () => {
     const dir = join(root, "dir-as-file");
     mkdirSync(join(dir, SINGLE_FILE), { recursive: true });
     const r = await cli(["inspect", dir]);

@@ -1219,32 +1219,20 @@ describe("safetensors reader: targeted malformed files", () => {
     refuses(file(new Uint8Array([0x7b, 0x7d, 0, 0, 0, 0, 0, 0]), 0), "SAFETENSORS_HEADER", /invalid JSON/);
   });
 
-  // Known src bugs, kept as TODO tests so they show in the report without failing CI. Remove `todo` once fixed.
-  it("deeply nested JSON values are refused with a FusionError", {
-    todo:
-      "src bug: safetensors-header.ts / dtype.ts build error messages with JSON.stringify(value), which throws " +
-      "RangeError (Maximum call stack size exceeded) for a ~20 KB header nesting 10,000 arrays",
-  }, () => {
+  // Regression tests for bugs the first version of the reader and CLI had.
+  it("deeply nested JSON values are refused with a FusionError", () => {
     const deep = `${"[".repeat(10_000)}${"]".repeat(10_000)}`;
     refuses(file(`{"w":{"dtype":"F32","shape":${deep},"data_offsets":[0,4]}}`, 4), "SAFETENSORS_HEADER");
     refuses(file(`{"w":{"dtype":"F32","shape":[1],"data_offsets":${deep}}}`, 4), "SAFETENSORS_HEADER");
     refuses(file(`{"w":{"dtype":${deep},"shape":[1],"data_offsets":[0,4]}}`, 4), "UNSUPPORTED_DTYPE");
   });
 
-  it("a header starting with a UTF-8 byte-order mark is refused (the format requires '{' at byte 8)", {
-    todo:
-      "src bug: parseSafetensorsHeader decodes with TextDecoder's default ignoreBOM: false, which strips a " +
-      "leading EF BB BF before the startsWith('{') check, so such files are accepted (the Rust reader refuses them)",
-  }, () => {
+  it("a header starting with a UTF-8 byte-order mark is refused (the format requires '{' at byte 8)", () => {
     const json = new Uint8Array([0xef, 0xbb, 0xbf, ...enc.encode(header({ a: T("U8", [1], [0, 1]) }))]);
     refuses(file(json, 1), "SAFETENSORS_HEADER", /start with/);
   });
 
-  it("a __metadata__ key named __proto__ is kept (or refused), never silently dropped", {
-    todo:
-      "src bug: parseMetadata assigns out[k] = v on a plain object, so a '__proto__' metadata key is lost " +
-      "without an error",
-  }, () => {
+  it("a __metadata__ key named __proto__ is kept (or refused), never silently dropped", () => {
     const path = file('{"__metadata__":{"__proto__":"x","format":"pt"}}', 0);
     let meta: Readonly<Record<string, string>> | undefined;
     try {

@@ -488,10 +488,7 @@ describe("ModelDir: typed errors", () => {
     assert.deepEqual(readdirSync(dir).sort(), [...before.keys()].filter((k) => !k.includes("/")).sort());
   });
 
-  // Known src bugs, kept as TODO tests so they show in the report without failing CI. Remove `todo` once fixed.
-  const eisdir =
-    "src bug: a directory where a file is expected escapes as a raw Node EISDIR error: on Linux open(O_RDONLY) " +
-    "succeeds on a directory, so openReadFd's EISDIR branch never runs and readSync/readFileSync throw untyped";
+  // Regression tests for bugs the first version of the reader and CLI had.
 
   /** Any FusionError that names `file` will do: the fix may pick the code. */
   function typed(fn: () => unknown, file: string): void {
@@ -505,19 +502,19 @@ describe("ModelDir: typed errors", () => {
     assert.fail("no error");
   }
 
-  it("model.safetensors that is a directory → typed error", { todo: eisdir }, () => {
+  it("model.safetensors that is a directory → typed error", () => {
     const dir = join(root, `dir-as-file-${counter++}`);
     mkdirSync(join(dir, SINGLE_FILE), { recursive: true });
     typed(() => ModelDir.open(dir), join(dir, SINGLE_FILE));
   });
 
-  it("an index that is a directory → typed error", { todo: eisdir }, () => {
+  it("an index that is a directory → typed error", () => {
     const dir = join(root, `dir-as-index-${counter++}`);
     mkdirSync(join(dir, INDEX_FILE), { recursive: true });
     typed(() => ModelDir.open(dir), join(dir, INDEX_FILE));
   });
 
-  it("a config.json that is a directory → typed error", { todo: eisdir }, () => {
+  it("a config.json that is a directory → typed error", () => {
     const { dir } = copy();
     rmSync(join(dir, "config.json"));
     mkdirSync(join(dir, "config.json"));
