@@ -20,7 +20,9 @@ for (const [i, name] of ["base", "math", "code", "chat"].entries()) {
   writeFileSync(join(root, name, "tokenizer.json"), `${JSON.stringify({ version: "1.0", model: { type: "BPE" } })}\n`);
 }
 const r = inspect(join(root, "base"));
-console.log(`wrote base + 3 fine-tunes: ${r.tensors.length} tensors, ${formatCount(r.params)} parameters, ${formatBytes(r.bytes)} each (bf16)\n`);
+console.log(
+  `wrote base + 3 fine-tunes: ${r.tensors.length} tensors, ${formatCount(r.params)} parameters, ${formatBytes(r.bytes)} each (bf16)\n`,
+);
 
 const configs: Record<string, string> = {
   linear: `merge_method: linear
@@ -90,7 +92,22 @@ for (const [name, yaml] of Object.entries(configs)) {
     num += (x[i]! - y[i]!) ** 2;
     den += y[i]! ** 2;
   }
-  rows.push([name, s.method, String(s.numLayers), String(s.tensors), `${s.seconds.toFixed(2)} s`, (Math.sqrt(num / den) * 100).toFixed(3)]);
+  rows.push([
+    name,
+    s.method,
+    String(s.numLayers),
+    String(s.tensors),
+    `${s.seconds.toFixed(2)} s`,
+    (Math.sqrt(num / den) * 100).toFixed(3),
+  ]);
 }
-console.log(formatTable(["config", "method", "layers", "tensors", "time", "% from base (layer 0 q_proj)"], rows, new Set([2, 3, 4, 5])));
-console.log(`\nconfigs and merged models are in ${root}; try:\n  npm run fusionkit -- inspect ${join(root, "merged-frankenmerge")}\n  npm run fusionkit -- merge ${join(root, "ties.yml")} --dry-run`);
+console.log(
+  formatTable(
+    ["config", "method", "layers", "tensors", "time", "% from base (layer 0 q_proj)"],
+    rows,
+    new Set([2, 3, 4, 5]),
+  ),
+);
+console.log(
+  `\nconfigs and merged models are in ${root}; try:\n  npm run fusionkit -- inspect ${join(root, "merged-frankenmerge")}\n  npm run fusionkit -- merge ${join(root, "ties.yml")} --dry-run`,
+);
