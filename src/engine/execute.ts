@@ -16,6 +16,7 @@ export interface ExecuteOptions {
   /** Worker threads; 1 runs on the calling thread. */
   readonly jobs: number;
   readonly seed: number;
+  readonly chunkElements?: number;
   readonly onProgress?: (p: MergeProgress) => void;
 }
 
@@ -56,6 +57,7 @@ export async function executePlan(
     modelPaths: plan.models.map((m) => m.path),
     computeDtype: plan.computeDtype,
     seed: options.seed,
+    chunkElements: options.chunkElements,
   };
   const jobs = jobsOf(plan, writer);
   const t0 = performance.now();

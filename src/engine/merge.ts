@@ -28,6 +28,8 @@ export interface MergeOptions extends PlanOptions {
   copyTokenizer?: boolean;
   /** Replace a non-empty output directory. */
   force?: boolean;
+  /** Elements per chunk when an elementwise method streams a tensor (tuning and tests; default 32768). */
+  chunkElements?: number;
   onProgress?: (p: MergeProgress) => void;
   onWarning?: (message: string) => void;
 }
@@ -75,6 +77,7 @@ export async function merge(
     const progress = await executePlan(plan, writer, {
       jobs: options.jobs ?? defaultJobs(),
       seed: options.randomSeed ?? 0,
+      chunkElements: options.chunkElements,
       onProgress: options.onProgress,
     });
     const files = writer.finish();

@@ -1,7 +1,7 @@
 import { openSync } from "node:fs";
 import { FusionError } from "../errors.js";
 import { writeAllSync } from "../io/atomic.js";
-import { closeFd } from "../io/file-read.js";
+import { closeFd, openReadFd, readExactSync } from "../io/file-read.js";
 import { ModelDir } from "../io/model-dir.js";
 import { getMethod } from "../merge/registry.js";
 import type { MergeMethodSpec, TensorData } from "../merge/types.js";
@@ -22,6 +22,8 @@ export interface ExecSpec {
   readonly modelPaths: readonly string[];
   readonly computeDtype: DType | undefined;
   readonly seed: number;
+  /** Elements per chunk for elementwise methods (default 32768). */
+  readonly chunkElements?: number;
 }
 
 export interface TensorJob {
@@ -61,6 +63,8 @@ class Pool {
 }
 
 const ROUND_SLOT = -1;
+/** Elements per chunk of an elementwise merge: inputs, float32 copies and output fit in a core's cache. */
+const CHUNK = 1 << 15;
 const OUT_SLOT = -2;
 
 /**
@@ -72,10 +76,14 @@ export class TensorRunner {
   private readonly method: MergeMethodSpec;
   private readonly dirs = new Map<number, ModelDir>();
   private readonly outFds = new Map<string, number>();
+  private readonly inFds = new Map<string, number>();
   private readonly pool = new Pool();
+
+  private readonly chunk: number;
 
   constructor(private readonly spec: ExecSpec) {
     this.method = getMethod(spec.method);
+    this.chunk = spec.chunkElements ?? CHUNK;
   }
 
   private dir(model: number): ModelDir {
@@ -96,23 +104,36 @@ export class TensorRunner {
     return fd;
   }
 
-  private load(input: PlannedInput, slot: number): TensorData {
-    const raw = this.dir(input.model).stateDict.readBytes(input.tensor, this.pool.u8(slot, input.bytes));
-    const n = numel(input.shape);
+  /** Decode raw bytes into the float32 buffer of `slot`, rounded through the config's `dtype` when set. */
+  private decode(dtype: DType, raw: Uint8Array, slot: number, n: number): Float32Array {
     const values = this.pool.f32(slot, n);
-    decodeToF32(input.dtype, viewStorage(input.dtype, raw), values);
+    decodeToF32(dtype, viewStorage(dtype, raw), values);
     const cd = this.spec.computeDtype;
-    if (cd !== undefined && cd !== input.dtype && cd !== "F32" && cd !== "F64") {
+    if (cd !== undefined && cd !== dtype && cd !== "F32" && cd !== "F64") {
       // mergekit casts inputs to `dtype` before merging: round through it.
       const bits = viewStorage(cd, this.pool.u8(ROUND_SLOT, n * dtypeSize(cd)));
       encodeFromF32(values, cd, bits);
       decodeToF32(cd, bits, values);
     }
-    return { data: values, shape: input.shape };
+    return values;
+  }
+
+  private load(input: PlannedInput, slot: number): TensorData {
+    const raw = this.dir(input.model).stateDict.readBytes(input.tensor, this.pool.u8(slot, input.bytes));
+    return { data: this.decode(input.dtype, raw, slot, numel(input.shape)), shape: input.shape };
   }
 
   run(job: TensorJob): JobResult {
     const t = job.tensor;
+    const all = t.base === undefined ? t.inputs : [...t.inputs, t.base];
+    const n = numel(t.outShape);
+    if (
+      n > this.chunk &&
+      this.method.elementwise?.(t.params, t.modelParams) === true &&
+      all.every((x) => sameShape(x.shape, t.outShape))
+    ) {
+      return this.runChunked(job, all, n);
+    }
     const models = t.inputs.map((x, i) => this.load(x, i));
     const base = t.base === undefined ? undefined : this.load(t.base, t.inputs.length);
     const result = this.method.merge({
@@ -133,18 +154,64 @@ export class TensorRunner {
         },
       );
     }
-    const n = result.data.length;
     const outBytes = this.pool.u8(OUT_SLOT, n * dtypeSize(t.outDtype));
     const out = viewStorage(t.outDtype, outBytes);
     encodeFromF32(result.data, t.outDtype, out);
     writeAllSync(this.outFd(job.out.file), storageBytes(out), job.out.offset, job.out.file);
-    const bytesRead = t.inputs.reduce((s, x) => s + x.bytes, 0) + (t.base?.bytes ?? 0);
-    return { index: job.index, bytesRead, bytesWritten: outBytes.length };
+    return { index: job.index, bytesRead: all.reduce((s, x) => s + x.bytes, 0), bytesWritten: outBytes.length };
+  }
+
+  private inFd(file: string): number {
+    let fd = this.inFds.get(file);
+    if (fd === undefined) {
+      fd = openReadFd(file);
+      this.inFds.set(file, fd);
+    }
+    return fd;
+  }
+
+  /**
+   * Elementwise merges stream through the tensor in chunks that stay in cache: read a chunk of every input with a
+   * positional read, decode, merge, encode, write it at its offset. Same result as the whole tensor at once.
+   */
+  private runChunked(job: TensorJob, all: readonly PlannedInput[], n: number): JobResult {
+    const t = job.tensor;
+    const sources = all.map((x) => {
+      const info = this.dir(x.model).stateDict.info(x.tensor);
+      return { x, fd: this.inFd(info.file), file: info.file, offset: info.offset, size: dtypeSize(x.dtype) };
+    });
+    const outSize = dtypeSize(t.outDtype);
+    const outFd = this.outFd(job.out.file);
+    const k = t.inputs.length;
+    for (let start = 0; start < n; start += this.chunk) {
+      const len = Math.min(this.chunk, n - start);
+      const shape = [len];
+      const chunks = sources.map((s, i) => {
+        const raw = this.pool.u8(i, len * s.size);
+        readExactSync(s.fd, raw, s.offset + start * s.size, s.file);
+        return { data: this.decode(s.x.dtype, raw, i, len), shape };
+      });
+      const result = this.method.merge({
+        tensorName: t.name,
+        models: chunks.slice(0, k),
+        base: t.base === undefined ? undefined : chunks[k],
+        params: t.params,
+        modelParams: t.modelParams,
+        seed: this.spec.seed,
+      });
+      const outBytes = this.pool.u8(OUT_SLOT, len * outSize);
+      encodeFromF32(result.data, t.outDtype, viewStorage(t.outDtype, outBytes));
+      writeAllSync(outFd, outBytes, job.out.offset + start * outSize, job.out.file);
+    }
+    const bytesRead = all.reduce((s, x) => s + x.bytes, 0);
+    return { index: job.index, bytesRead, bytesWritten: n * outSize };
   }
 
   close(): void {
     for (const d of this.dirs.values()) d.close();
     for (const fd of this.outFds.values()) closeFd(fd);
+    for (const fd of this.inFds.values()) closeFd(fd);
+    this.inFds.clear();
     this.dirs.clear();
     this.outFds.clear();
   }

@@ -92,6 +92,10 @@ export function defineTaskArithmetic(o: TaskArithmeticOptions): MergeMethodSpec 
     base: "required",
     models: { min: 0 },
     random: o.sparsification === "random" || o.sparsification === "della_magprune",
+    // Sparsification looks at the whole task vector (top-k, L1 rescale); without it every step is elementwise.
+    elementwise: (_params, modelParams) =>
+      o.sparsification === null ||
+      modelParams.every((p) => (p.density as number | null) === null || (p.density as number) >= 1),
     parameters: globalParams(o),
     modelParameters: modelParams(o),
     run: (ctx) => runTaskArithmetic(ctx, o),
@@ -135,61 +139,142 @@ function runTaskArithmetic(ctx: MergeContext, o: TaskArithmeticOptions): MergeRe
 
   const normalize = bool(ctx.params, "normalize");
   const lambda = Math.fround(num(ctx.params, "lambda"));
-  const out = new Float32Array(n);
   const keeps = masks.map((m) => m.keep);
   const scales = masks.map((m) => m.scale);
-  const wd = new Float32Array(nModels);
+  const out = new Float32Array(n);
+  if (o.consensus !== null) combineConsensus(b, xs, keeps, scales, w, o.consensus === "count", normalize, lambda, out);
+  else combineSum(b, xs, keeps, scales, w, normalize, lambda, out);
+  return { data: out, shape: [...base.shape] };
+}
 
-  if (o.consensus !== null) {
-    const byCount = o.consensus === "count";
-    for (let j = 0; j < n; j++) {
-      const bj = b[j]!;
-      let vote = 0;
-      for (let i = 0; i < nModels; i++) {
-        const keep = keeps[i];
-        let d = 0;
-        if (keep === null || keep[j] === 1) {
-          d = Math.fround(xs[i]![j]! - bj);
-          const s = scales[i]!;
-          if (s !== 1) d = Math.fround(d * s);
-        }
-        const v = Math.fround(d * w[i]!);
-        wd[i] = v;
-        vote = byCount ? vote + Math.sign(v) : Math.fround(vote + v);
-      }
-      const positive = vote >= 0;
-      let mixed = 0;
-      let divisor = 0;
-      for (let i = 0; i < nModels; i++) {
-        const v = wd[i]!;
-        if (positive ? v > 0 : v < 0) {
-          mixed = Math.fround(mixed + v);
-          divisor = Math.fround(divisor + w[i]!);
-        }
-      }
-      if (normalize) mixed = Math.fround(mixed / (divisor === 0 ? 1 : divisor));
-      if (lambda !== 1) mixed = Math.fround(mixed * lambda);
-      out[j] = bj + mixed;
-    }
+// The combining step runs block by block, one simple loop per model and step, so the per-block scratch stays in
+// cache and every loop is monomorphic. Float32Array stores round each step to float32 exactly as the
+// element-at-a-time formulation (Math.fround after every operation) does, so results are bit-identical.
+const BLOCK = 4096;
+
+/** out[j] = fround(fround(fround(x - b) * scale) * w) for kept entries, +-0 (0 * w) for dropped ones. */
+function weightedDelta(
+  x: Float32Array,
+  b: Float32Array,
+  keep: Uint8Array | null,
+  scale: number,
+  w: number,
+  start: number,
+  len: number,
+  out: Float32Array,
+): void {
+  if (keep === null && scale === 1) {
+    for (let j = 0; j < len; j++) out[j] = Math.fround(x[start + j]! - b[start + j]!) * w;
+  } else if (keep === null) {
+    for (let j = 0; j < len; j++) out[j] = Math.fround(Math.fround(x[start + j]! - b[start + j]!) * scale) * w;
   } else {
-    let divisor = 0;
-    for (let i = 0; i < nModels; i++) divisor = Math.fround(divisor + w[i]!);
-    if (Math.abs(divisor) < 1e-8) divisor = 1;
-    for (let j = 0; j < n; j++) {
-      const bj = b[j]!;
-      let mixed = 0;
-      for (let i = 0; i < nModels; i++) {
-        const keep = keeps[i];
-        if (keep !== null && keep[j] === 0) continue;
-        let d = Math.fround(xs[i]![j]! - bj);
-        const s = scales[i]!;
-        if (s !== 1) d = Math.fround(d * s);
-        mixed = Math.fround(mixed + Math.fround(d * w[i]!));
-      }
-      if (normalize) mixed = Math.fround(mixed / divisor);
-      if (lambda !== 1) mixed = Math.fround(mixed * lambda);
-      out[j] = bj + mixed;
+    for (let j = 0; j < len; j++) {
+      const d = keep[start + j] === 1 ? Math.fround(Math.fround(x[start + j]! - b[start + j]!) * scale) : 0;
+      out[j] = d * w;
     }
   }
-  return { data: out, shape: [...base.shape] };
+}
+
+/** mixed[j] = fround(mixed[j] + fround(fround(x - b) * w)) */
+function addWeightedDelta(
+  x: Float32Array,
+  b: Float32Array,
+  w: number,
+  start: number,
+  len: number,
+  mixed: Float32Array,
+): void {
+  for (let j = 0; j < len; j++) mixed[j] = mixed[j]! + Math.fround(Math.fround(x[start + j]! - b[start + j]!) * w);
+}
+
+function combineConsensus(
+  b: Float32Array,
+  xs: readonly Float32Array[],
+  keeps: readonly (Uint8Array | null)[],
+  scales: readonly number[],
+  w: readonly number[],
+  byCount: boolean,
+  normalize: boolean,
+  lambda: number,
+  out: Float32Array,
+): void {
+  const k = xs.length;
+  const n = b.length;
+  const wd = xs.map(() => new Float32Array(BLOCK));
+  const vote = new Float32Array(BLOCK);
+  const mixed = new Float32Array(BLOCK);
+  const divisor = new Float32Array(BLOCK);
+  for (let start = 0; start < n; start += BLOCK) {
+    const len = Math.min(BLOCK, n - start);
+    vote.fill(0);
+    mixed.fill(0);
+    divisor.fill(0);
+    for (let i = 0; i < k; i++) {
+      const v = wd[i]!;
+      weightedDelta(xs[i]!, b, keeps[i]!, scales[i]!, w[i]!, start, len, v);
+      if (byCount) for (let j = 0; j < len; j++) vote[j] = vote[j]! + Math.sign(v[j]!);
+      else for (let j = 0; j < len; j++) vote[j] = vote[j]! + v[j]!;
+    }
+    // A delta takes part iff its sign is the elected one (vote >= 0 elects +); zeros never do.
+    for (let i = 0; i < k; i++) {
+      const v = wd[i]!;
+      const wi = w[i]!;
+      for (let j = 0; j < len; j++) {
+        const x = v[j]!;
+        if (vote[j]! >= 0 ? x > 0 : x < 0) {
+          mixed[j] = mixed[j]! + x;
+          divisor[j] = divisor[j]! + wi;
+        }
+      }
+    }
+    for (let j = 0; j < len; j++) {
+      let m = mixed[j]!;
+      if (normalize) {
+        const d = divisor[j]!;
+        m = Math.fround(m / (d === 0 ? 1 : d));
+      }
+      if (lambda !== 1) m = Math.fround(m * lambda);
+      out[start + j] = b[start + j]! + m;
+    }
+  }
+}
+
+function combineSum(
+  b: Float32Array,
+  xs: readonly Float32Array[],
+  keeps: readonly (Uint8Array | null)[],
+  scales: readonly number[],
+  w: readonly number[],
+  normalize: boolean,
+  lambda: number,
+  out: Float32Array,
+): void {
+  const k = xs.length;
+  const n = b.length;
+  let divisor = 0;
+  for (let i = 0; i < k; i++) divisor = Math.fround(divisor + w[i]!);
+  if (Math.abs(divisor) < 1e-8) divisor = 1;
+  const wd = new Float32Array(BLOCK);
+  const mixed = new Float32Array(BLOCK);
+  for (let start = 0; start < n; start += BLOCK) {
+    const len = Math.min(BLOCK, n - start);
+    mixed.fill(0);
+    for (let i = 0; i < k; i++) {
+      const keep = keeps[i]!;
+      if (keep === null && scales[i] === 1) {
+        addWeightedDelta(xs[i]!, b, w[i]!, start, len, mixed); // the dense case in one pass
+        continue;
+      }
+      weightedDelta(xs[i]!, b, keep, scales[i]!, w[i]!, start, len, wd);
+      // Dropped entries are skipped, not added as zeros (adding +0 would flip a -0 sum).
+      if (keep === null) for (let j = 0; j < len; j++) mixed[j] = mixed[j]! + wd[j]!;
+      else for (let j = 0; j < len; j++) if (keep[start + j] === 1) mixed[j] = mixed[j]! + wd[j]!;
+    }
+    for (let j = 0; j < len; j++) {
+      let m = mixed[j]!;
+      if (normalize) m = Math.fround(m / divisor);
+      if (lambda !== 1) m = Math.fround(m * lambda);
+      out[start + j] = b[start + j]! + m;
+    }
+  }
 }

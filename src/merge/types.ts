@@ -90,6 +90,12 @@ export interface MergeMethodSpec {
   readonly models: { readonly min: number; readonly max?: number };
   /** Draws random masks (reproducible through `seed` / `masks`). */
   readonly random: boolean;
+  /**
+   * Whether, for these resolved parameters, element i of the result depends only on element i of the inputs
+   * (and on parameters). The engine then merges large tensors chunk by chunk, which keeps the working set in cache.
+   * Absent: never.
+   */
+  readonly elementwise?: (params: ResolvedParams, modelParams: readonly ResolvedParams[]) => boolean;
   /** Global parameters (one value per tensor). */
   readonly parameters: readonly ParamSpec[];
   /** Per-model parameters (one value per model and tensor). */

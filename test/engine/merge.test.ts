@@ -327,3 +327,31 @@ describe("merge: tokenizer sources and broken inputs", () => {
     assert.equal(r.config?.vocab_size, 48);
   });
 });
+
+describe("merge: chunked streaming of elementwise methods", () => {
+  for (const [method, yaml] of [
+    [
+      "linear",
+      `merge_method: linear\nmodels:\n  - model: ${p("ft1")}\n    parameters: {weight: 0.3}\n  - model: ${p("ft2")}\n    parameters: {weight: 0.5}\n  - model: ${p("ft3")}\n    parameters: {weight: 0.2}\ndtype: bfloat16\n`,
+    ],
+    [
+      "task_arithmetic",
+      `merge_method: task_arithmetic\nbase_model: ${p("base")}\nparameters: {weight: 0.7, lambda: 0.9}\nmodels:\n  - model: ${p("ft1")}\n  - model: ${p("ft2")}\n`,
+    ],
+    [
+      "ties (density 1: dense, elementwise)",
+      `merge_method: ties\nbase_model: ${p("base")}\nparameters: {weight: 0.5}\nmodels:\n  - model: ${p("ft1")}\n  - model: ${p("ft2")}\n  - model: ${p("ft3")}\n`,
+    ],
+    ["passthrough", `merge_method: passthrough\nmodels:\n  - model: ${p("ft1")}\n    parameters: {scale: 0.5}\n`],
+  ] as const) {
+    it(`${method}: chunks of 100 elements give the same bytes as whole tensors`, async () => {
+      const cfg = writeConfig(`chunk-${method.split(" ")[0]}`, yaml);
+      const whole = p(`out-whole-${method.split(" ")[0]}`);
+      const chunked = p(`out-chunked-${method.split(" ")[0]}`);
+      await merge(cfg, whole, { jobs: 1, chunkElements: 1e9 });
+      await merge(cfg, chunked, { jobs: 2, chunkElements: 100 });
+      const bytes = (d: string) => readFileSync(join(d, "model.safetensors"));
+      assert.ok(bytes(whole).equals(bytes(chunked)));
+    });
+  }
+});

@@ -16,20 +16,14 @@ export const linear = defineMethod({
   base: "unused",
   models: { min: 1 },
   random: false,
+  elementwise: () => true,
   parameters: [{ name: "normalize", type: "boolean", default: true, description: "divide by the sum of the weights" }],
   modelParameters: [{ name: "weight", type: "number", description: "weight of this model" }],
   run(ctx) {
     const ts = rectifyCommon(ctx, ctx.models);
     const w = ctx.modelParams.map((p) => Math.fround(num(p, "weight")));
     const n = ts[0]!.data.length;
-    const out = new Float32Array(n);
-    // float32 products summed in model order, as torch's (weights * stacked).sum(0).
-    for (let i = 0; i < ts.length; i++) {
-      const x = ts[i]!.data;
-      const wi = w[i]!;
-      if (i === 0) for (let j = 0; j < n; j++) out[j] = x[j]! * wi;
-      else for (let j = 0; j < n; j++) out[j] = out[j]! + Math.fround(x[j]! * wi);
-    }
+    let divisor = 1; // dividing by 1 is exact, so "no normalize" shares the loops
     if (bool(ctx.params, "normalize")) {
       let sum = 0;
       let sumAbs = 0;
@@ -45,8 +39,54 @@ export const linear = defineMethod({
           "weight",
         );
       }
-      for (let j = 0; j < n; j++) out[j] = out[j]! / sum;
+      divisor = sum;
+    }
+    const out = new Float32Array(n);
+    // float32 products summed in model order, as torch's (weights * stacked).sum(0): every partial sum is rounded
+    // to float32, then divided. Two or three models (the common case) take one fused pass; more, one per model.
+    if (ts.length === 2) fused2(ts[0]!.data, w[0]!, ts[1]!.data, w[1]!, divisor, out);
+    else if (ts.length === 3) fused3(ts[0]!.data, w[0]!, ts[1]!.data, w[1]!, ts[2]!.data, w[2]!, divisor, out);
+    else {
+      scaleInto(ts[0]!.data, w[0]!, out);
+      for (let i = 1; i < ts.length; i++) addScaledInto(ts[i]!.data, w[i]!, out);
+      if (divisor !== 1) divideInto(out, divisor);
     }
     return { data: out, shape: [...ts[0]!.shape] };
   },
 });
+
+function scaleInto(x: Float32Array, w: number, out: Float32Array): void {
+  const n = out.length;
+  for (let j = 0; j < n; j++) out[j] = x[j]! * w;
+}
+
+function addScaledInto(x: Float32Array, w: number, out: Float32Array): void {
+  const n = out.length;
+  for (let j = 0; j < n; j++) out[j] = out[j]! + Math.fround(x[j]! * w);
+}
+
+function divideInto(out: Float32Array, d: number): void {
+  const n = out.length;
+  for (let j = 0; j < n; j++) out[j] = out[j]! / d;
+}
+
+function fused2(a: Float32Array, wa: number, b: Float32Array, wb: number, d: number, out: Float32Array): void {
+  const n = out.length;
+  for (let j = 0; j < n; j++) out[j] = Math.fround(Math.fround(a[j]! * wa) + Math.fround(b[j]! * wb)) / d;
+}
+
+function fused3(
+  a: Float32Array,
+  wa: number,
+  b: Float32Array,
+  wb: number,
+  c: Float32Array,
+  wc: number,
+  d: number,
+  out: Float32Array,
+): void {
+  const n = out.length;
+  for (let j = 0; j < n; j++) {
+    out[j] = Math.fround(Math.fround(Math.fround(a[j]! * wa) + Math.fround(b[j]! * wb)) + Math.fround(c[j]! * wc)) / d;
+  }
+}

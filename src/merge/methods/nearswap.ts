@@ -17,6 +17,7 @@ export const nearswap = defineMethod({
   base: "required",
   models: { min: 0, max: 1 },
   random: false,
+  elementwise: () => true,
   parameters: [
     { name: "t", type: "number", min: 0, description: "similarity threshold: |base - model| <= t swaps in the model" },
   ],

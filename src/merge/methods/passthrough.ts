@@ -11,6 +11,7 @@ export const passthrough = defineMethod({
   base: "unused",
   models: { min: 1, max: 1 },
   random: false,
+  elementwise: () => true,
   parameters: [],
   modelParameters: [
     { name: "scale", type: "number", default: null, description: "optional factor applied to the tensor" },
