@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { ModelDir } from "../src/io/model-dir.js";
 import { formatBytes } from "../src/report/format.js";
 import { writeSyntheticLlama } from "../src/synth/llama.js";
+import { peakRssMB } from "./peak-rss.js";
 
 const CACHE = resolve(fileURLToPath(import.meta.url), "../../.bench-cache");
 const REPEATS = 5;
@@ -120,7 +121,7 @@ function main(): void {
   const argv = process.argv.slice(2);
   if (argv[0] === "--phase") {
     const res = argv[1] === "raw" ? rawPhase(argv[2]!) : fusionkitPhase(argv[2]!);
-    res.maxRssMB = process.resourceUsage().maxRSS / 1024;
+    res.maxRssMB = peakRssMB();
     console.log(JSON.stringify(res));
     return;
   }

@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { merge } from "../src/engine/merge.js";
 import { formatBytes } from "../src/report/format.js";
 import { writeSyntheticLlama } from "../src/synth/llama.js";
+import { peakRssMB } from "./peak-rss.js";
 
 const CACHE = resolve(fileURLToPath(import.meta.url), "../../.bench-cache");
 const SHAPE = { vocabSize: 32000, hiddenSize: 2048, intermediateSize: 5632, numHeads: 16, numKvHeads: 4 };
@@ -99,7 +100,7 @@ async function child(what: string, setDir: string, jobs: number): Promise<void> 
   else await merge(join(setDir, `${what}.yml`), out, { jobs, randomSeed: 1 });
   const seconds = (performance.now() - t0) / 1000;
   rmSync(out, { recursive: true, force: true });
-  console.log(JSON.stringify({ seconds, maxRssMB: process.resourceUsage().maxRSS / 1024 }));
+  console.log(JSON.stringify({ seconds, maxRssMB: peakRssMB() }));
 }
 
 function measure(what: string, setDir: string, jobs: number): Measured {

@@ -81,6 +81,7 @@ async function runMerge(configPath: string, out: string, opts: MergeCliOptions):
   let started = false;
   const summary = await merge(configPath, out, {
     ...opts,
+    cleanupOnSignal: true,
     onWarning: (w) => process.stderr.write(`fusionkit: warning: ${w}\n`),
     onProgress: (p) => {
       if (bar === undefined) return;

@@ -28,6 +28,8 @@ export interface MergeOptions extends PlanOptions {
   copyTokenizer?: boolean;
   /** Replace a non-empty output directory. */
   force?: boolean;
+  /** Remove the temporary output and exit on SIGINT / SIGTERM (the CLI sets this; a library caller may not want it). */
+  cleanupOnSignal?: boolean;
   /** Elements per chunk when an elementwise method streams a tensor (tuning and tests; default 32768). */
   chunkElements?: number;
   onProgress?: (p: MergeProgress) => void;
@@ -66,6 +68,16 @@ export async function merge(
   const t0 = performance.now();
   const tmp = tempDirFor(out);
   let writer: ShardedWriter | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    writer?.abort();
+    rmSync(tmp, { recursive: true, force: true });
+    process.stderr.write(`fusionkit: interrupted (${signal}); removed the partial output\n`);
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  if (options.cleanupOnSignal) {
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+  }
   try {
     for (const w of plan.warnings) options.onWarning?.(w);
     mkdirSync(tmp, { recursive: true });
@@ -100,6 +112,8 @@ export async function merge(
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     plan.close();
   }
 }

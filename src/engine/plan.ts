@@ -325,6 +325,7 @@ export function planMerge(config: MergeConfig, options: PlanOptions = {}): Merge
     const outDtype = config.out_dtype === undefined ? computeDtype : dtypeFromConfig(config.out_dtype, "out_dtype");
     const planner = new Planner(config, method, models, index, arch, slices, outDtype, options);
     const numLayers = planner.run();
+    planner.warnings.unshift(...unknownParameterWarnings(config, method));
     const donor = config.base_model !== undefined ? index.get(config.base_model)! : 0;
     let tokenizerModel = donor;
     const ts = config.tokenizer_source;
@@ -357,6 +358,28 @@ export function planMerge(config: MergeConfig, options: PlanOptions = {}): Merge
     close();
     throw e;
   }
+}
+
+/** mergekit ignores parameters a method does not declare; a typo then goes unnoticed, so say so. */
+function unknownParameterWarnings(config: MergeConfig, method: MergeMethodSpec): string[] {
+  const known = new Set([...method.parameters, ...method.modelParameters].map((p) => p.name));
+  const blocks: Array<[string, Record<string, unknown> | undefined]> = [["parameters", config.parameters]];
+  for (const [i, m] of (config.models ?? []).entries()) blocks.push([`models[${i}].parameters`, m.parameters]);
+  for (const [i, s] of (config.slices ?? []).entries()) {
+    blocks.push([`slices[${i}].parameters`, s.parameters]);
+    for (const [j, src] of s.sources.entries()) blocks.push([`slices[${i}].sources[${j}].parameters`, src.parameters]);
+  }
+  const out: string[] = [];
+  for (const [path, params] of blocks) {
+    for (const name of Object.keys(params ?? {})) {
+      if (!known.has(name)) {
+        out.push(
+          `${path}.${name}: merge_method ${method.name} has no parameter '${name}' (it has: ${[...known].join(", ") || "none"}); ignored`,
+        );
+      }
+    }
+  }
+  return out;
 }
 
 function outputConfig(

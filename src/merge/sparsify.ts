@@ -135,10 +135,16 @@ export function rescaleFactor(x: Float32Array, keep: Uint8Array, norm: RescaleNo
   let after = 0;
   const n = x.length;
   if (norm === "l1") {
+    // Branch-free (the mask is random): a * keep adds a or 0. Exact while every |x| is finite; otherwise
+    // (inf * 0 = NaN) recount with the branch.
     for (let i = 0; i < n; i++) {
       const a = Math.abs(x[i]!);
       before += a;
-      if (keep[i] === 1) after += a;
+      after += a * keep[i]!;
+    }
+    if (!Number.isFinite(before)) {
+      after = 0;
+      for (let i = 0; i < n; i++) if (keep[i] === 1) after += Math.abs(x[i]!);
     }
   } else if (norm === "l2") {
     for (let i = 0; i < n; i++) {

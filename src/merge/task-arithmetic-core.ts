@@ -204,26 +204,55 @@ function combineConsensus(
   const vote = new Float32Array(BLOCK);
   const mixed = new Float32Array(BLOCK);
   const divisor = new Float32Array(BLOCK);
+  const sign = new Float32Array(BLOCK);
   for (let start = 0; start < n; start += BLOCK) {
     const len = Math.min(BLOCK, n - start);
     vote.fill(0);
     mixed.fill(0);
     divisor.fill(0);
+    // Fast path: branch-free (kept and dropped entries, + and - signs interleave unpredictably). Masked-out
+    // entries become 0 * v = +-0, which neither votes differently nor is ever selected; valid only while every
+    // weighted delta is finite, which a finite vote proves (inf or NaN anywhere would make it non-finite).
     for (let i = 0; i < k; i++) {
       const v = wd[i]!;
-      weightedDelta(xs[i]!, b, keeps[i]!, scales[i]!, w[i]!, start, len, v);
+      weightedDeltaMasked(xs[i]!, b, keeps[i]!, scales[i]!, w[i]!, start, len, v);
       if (byCount) for (let j = 0; j < len; j++) vote[j] = vote[j]! + Math.sign(v[j]!);
       else for (let j = 0; j < len; j++) vote[j] = vote[j]! + v[j]!;
     }
-    // A delta takes part iff its sign is the elected one (vote >= 0 elects +); zeros never do.
-    for (let i = 0; i < k; i++) {
-      const v = wd[i]!;
-      const wi = w[i]!;
-      for (let j = 0; j < len; j++) {
-        const x = v[j]!;
-        if (vote[j]! >= 0 ? x > 0 : x < 0) {
-          mixed[j] = mixed[j]! + x;
-          divisor[j] = divisor[j]! + wi;
+    let finite = true;
+    for (let i = 0; i < k && finite; i++) finite = allFinite(wd[i]!, len);
+    if (finite) {
+      for (let j = 0; j < len; j++) sign[j] = 2 * +(vote[j]! >= 0) - 1;
+      for (let i = 0; i < k; i++) {
+        const v = wd[i]!;
+        const wi = w[i]!;
+        for (let j = 0; j < len; j++) {
+          const x = v[j]!;
+          const sel = +(x * sign[j]! > 0); // x has the elected sign (zeros never do)
+          mixed[j] = mixed[j]! + x * sel;
+          divisor[j] = divisor[j]! + wi * sel;
+        }
+      }
+    } else {
+      // Exact element-at-a-time semantics when a delta is inf or NaN.
+      vote.fill(0);
+      mixed.fill(0);
+      divisor.fill(0);
+      for (let i = 0; i < k; i++) {
+        const v = wd[i]!;
+        weightedDelta(xs[i]!, b, keeps[i]!, scales[i]!, w[i]!, start, len, v);
+        if (byCount) for (let j = 0; j < len; j++) vote[j] = vote[j]! + Math.sign(v[j]!);
+        else for (let j = 0; j < len; j++) vote[j] = vote[j]! + v[j]!;
+      }
+      for (let i = 0; i < k; i++) {
+        const v = wd[i]!;
+        const wi = w[i]!;
+        for (let j = 0; j < len; j++) {
+          const x = v[j]!;
+          if (vote[j]! >= 0 ? x > 0 : x < 0) {
+            mixed[j] = mixed[j]! + x;
+            divisor[j] = divisor[j]! + wi;
+          }
         }
       }
     }
@@ -235,6 +264,37 @@ function combineConsensus(
       }
       if (lambda !== 1) m = Math.fround(m * lambda);
       out[start + j] = b[start + j]! + m;
+    }
+  }
+}
+
+function allFinite(v: Float32Array, len: number): boolean {
+  let acc = 0;
+  for (let j = 0; j < len; j++) acc += v[j]! * 0; // 0 for finite, NaN for inf or NaN
+  return acc === 0;
+}
+
+/** As weightedDelta, masking by multiplication (0 * v) instead of a branch. */
+function weightedDeltaMasked(
+  x: Float32Array,
+  b: Float32Array,
+  keep: Uint8Array | null,
+  scale: number,
+  w: number,
+  start: number,
+  len: number,
+  out: Float32Array,
+): void {
+  if (keep === null) {
+    weightedDelta(x, b, null, scale, w, start, len, out);
+    return;
+  }
+  if (scale === 1) {
+    for (let j = 0; j < len; j++)
+      out[j] = Math.fround(Math.fround(x[start + j]! - b[start + j]!) * w) * keep[start + j]!;
+  } else {
+    for (let j = 0; j < len; j++) {
+      out[j] = Math.fround(Math.fround(Math.fround(x[start + j]! - b[start + j]!) * scale) * w) * keep[start + j]!;
     }
   }
 }

@@ -138,18 +138,17 @@ export function topKMagnitudeMask(values: Float32Array, k: number, out: Uint8Arr
   const key = t.key;
   // Everything above the threshold key is kept, plus the first `take` (in index order) of those equal to it.
   const take = k - (n - t.below - t.equal);
+  // Branch-free passes (comparisons as 0/1): kept and dropped entries interleave unpredictably.
   if (take === t.equal) {
-    for (let i = 0; i < n; i++) out[i] = (bits[i]! & 0x7fffffff) >= key ? 1 : 0;
+    for (let i = 0; i < n; i++) out[i] = +((bits[i]! & 0x7fffffff) >= key);
     return out;
   }
-  let left = take;
-  for (let i = 0; i < n; i++) {
-    const b = bits[i]! & 0x7fffffff;
-    if (b > key) out[i] = 1;
-    else if (b === key && left > 0) {
+  for (let i = 0; i < n; i++) out[i] = +((bits[i]! & 0x7fffffff) > key);
+  for (let i = 0, left = take; left > 0 && i < n; i++) {
+    if ((bits[i]! & 0x7fffffff) === key) {
       out[i] = 1;
       left--;
-    } else out[i] = 0;
+    }
   }
   return out;
 }
@@ -289,9 +288,10 @@ export function bernoulliFill(key: Key64, p: number | Float32Array, out: Uint8Ar
     const k1 = (key.k1 + Math.imul(hi, 0x9e3779b9)) >>> 0;
     let lo = c >>> 0;
     if (typeof p === "number") {
-      for (; i < end; i++, lo++) out[i] = mix32(mix32((lo + k0) >>> 0) ^ k1) < threshold ? 1 : 0;
+      // +(a < b) instead of a ternary: the outcome is random, so a branch would mispredict half the time.
+      for (; i < end; i++, lo++) out[i] = +(mix32(mix32((lo + k0) >>> 0) ^ k1) < threshold);
     } else {
-      for (; i < end; i++, lo++) out[i] = mix32(mix32((lo + k0) >>> 0) ^ k1) * TWO_NEG_32 < p[i]! ? 1 : 0;
+      for (; i < end; i++, lo++) out[i] = +(mix32(mix32((lo + k0) >>> 0) ^ k1) * TWO_NEG_32 < p[i]!);
     }
   }
   return out;

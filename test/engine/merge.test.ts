@@ -328,6 +328,53 @@ describe("merge: tokenizer sources and broken inputs", () => {
   });
 });
 
+describe("merge: the interpolation family and nearswap end to end", () => {
+  const cases: Array<[string, string, { base: boolean; models: number; params: Record<string, number> }]> = [
+    ["nuslerp", "parameters: {weight: 0.5}", { base: false, models: 2, params: {} }],
+    ["multislerp", "parameters: {weight: 0.5}", { base: false, models: 3, params: {} }],
+    ["karcher", "", { base: false, models: 3, params: {} }],
+    ["nearswap", "parameters: {t: 0.005}", { base: true, models: 1, params: { t: 0.005 } }],
+  ];
+  for (const [method, params, c] of cases) {
+    it(`${method}: engine output equals the method applied to the same tensors`, async () => {
+      const models = fts.slice(0, c.models);
+      const refs = models
+        .map((_, i) => `  - model: ${p(`ft${i + 1}`)}\n${params === "" ? "" : `    ${params}\n`}`)
+        .join("");
+      const cfg = writeConfig(
+        `interp-${method}`,
+        `merge_method: ${method}\n${c.base ? `base_model: ${p("base")}\nparameters: {t: 0.005}\n` : ""}models:\n${refs}`,
+      );
+      const out = p(`out-${method}`);
+      await merge(cfg, out, { jobs: 2 });
+      const spec = getMethod(method);
+      const per = params === "" || c.base ? {} : { weight: 0.5 };
+      for (const name of [Q0, "lm_head.weight"]) {
+        const expected = spec.merge({
+          tensorName: name,
+          models: models.map((m) => ({ data: toFloat32(m.tensors.get(name)!), shape: m.tensors.get(name)!.shape })),
+          base: c.base ? { data: toFloat32(base.tensors.get(name)!), shape: base.tensors.get(name)!.shape } : undefined,
+          params: c.params,
+          modelParams: models.map(() => per),
+        });
+        assertClose(values(out, name), expected.data, 0);
+      }
+      assert.equal(readModel(out).tensors.size, base.tensors.size);
+    });
+  }
+
+  it("warns about parameters the method does not have (mergekit silently ignores them)", async () => {
+    const cfg = writeConfig(
+      "typo",
+      `merge_method: ties\nbase_model: ${p("base")}\nparameters: {desnity: 0.5, weight: 1}\nmodels:\n  - model: ${p("ft1")}\n`,
+    );
+    const warnings: string[] = [];
+    await merge(cfg, p("out-typo"), { jobs: 1, onWarning: (w) => warnings.push(w) });
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /^parameters\.desnity: merge_method ties has no parameter 'desnity'/);
+  });
+});
+
 describe("merge: chunked streaming of elementwise methods", () => {
   for (const [method, yaml] of [
     [
