@@ -4,7 +4,7 @@ import { writeAllSync } from "../io/atomic.js";
 import { closeFd, openReadFd, readExactSync } from "../io/file-read.js";
 import { ModelDir } from "../io/model-dir.js";
 import { getMethod } from "../merge/registry.js";
-import type { MergeMethodSpec, TensorData } from "../merge/types.js";
+import type { MergeMethodSpec, StreamChunk, StreamingMerge, TensorData } from "../merge/types.js";
 import { decodeToF32, encodeFromF32 } from "../tensor/convert.js";
 import { type DType, dtypeSize, storageBytes, viewStorage } from "../tensor/dtype.js";
 import { formatShape, numel, sameShape } from "../tensor/tensor.js";
@@ -66,6 +66,7 @@ const ROUND_SLOT = -1;
 /** Elements per chunk of an elementwise merge: inputs, float32 copies and output fit in a core's cache. */
 const CHUNK = 1 << 15;
 const OUT_SLOT = -2;
+const RESULT_SLOT = -3;
 
 /**
  * Runs planned tensors one at a time: read each input's bytes, decode to float32 (rounded through the config's
@@ -134,6 +135,19 @@ export class TensorRunner {
     ) {
       return this.runChunked(job, all, n);
     }
+    if (n > this.chunk && all.every((x) => sameShape(x.shape, t.outShape))) {
+      const stream = this.method.streaming?.({
+        tensorName: t.name,
+        numel: n,
+        shape: t.outShape,
+        models: t.inputs.length,
+        hasBase: t.base !== undefined,
+        params: t.params,
+        modelParams: t.modelParams,
+        seed: this.spec.seed,
+      });
+      if (stream !== undefined) return this.runStreaming(job, all, n, stream);
+    }
     const models = t.inputs.map((x, i) => this.load(x, i));
     const base = t.base === undefined ? undefined : this.load(t.base, t.inputs.length);
     const result = this.method.merge({
@@ -170,27 +184,43 @@ export class TensorRunner {
     return fd;
   }
 
+  /** Open every input for positional chunk reads. */
+  private chunkSources(all: readonly PlannedInput[]) {
+    return all.map((x) => {
+      const info = this.dir(x.model).stateDict.info(x.tensor);
+      return { x, fd: this.inFd(info.file), file: info.file, offset: info.offset, size: dtypeSize(x.dtype) };
+    });
+  }
+
+  /** Chunk [start, start + len) of every input, read with positional reads and decoded into pooled buffers. */
+  private readChunk(sources: ReturnType<TensorRunner["chunkSources"]>, start: number, len: number): Float32Array[] {
+    return sources.map((s, i) => {
+      const raw = this.pool.u8(i, len * s.size);
+      readExactSync(s.fd, raw, s.offset + start * s.size, s.file);
+      return this.decode(s.x.dtype, raw, i, len);
+    });
+  }
+
+  private writeChunk(job: TensorJob, start: number, values: Float32Array): void {
+    const t = job.tensor;
+    const size = dtypeSize(t.outDtype);
+    const outBytes = this.pool.u8(OUT_SLOT, values.length * size);
+    encodeFromF32(values, t.outDtype, viewStorage(t.outDtype, outBytes));
+    writeAllSync(this.outFd(job.out.file), outBytes, job.out.offset + start * size, job.out.file);
+  }
+
   /**
    * Elementwise merges stream through the tensor in chunks that stay in cache: read a chunk of every input with a
    * positional read, decode, merge, encode, write it at its offset. Same result as the whole tensor at once.
    */
   private runChunked(job: TensorJob, all: readonly PlannedInput[], n: number): JobResult {
     const t = job.tensor;
-    const sources = all.map((x) => {
-      const info = this.dir(x.model).stateDict.info(x.tensor);
-      return { x, fd: this.inFd(info.file), file: info.file, offset: info.offset, size: dtypeSize(x.dtype) };
-    });
-    const outSize = dtypeSize(t.outDtype);
-    const outFd = this.outFd(job.out.file);
+    const sources = this.chunkSources(all);
     const k = t.inputs.length;
     for (let start = 0; start < n; start += this.chunk) {
       const len = Math.min(this.chunk, n - start);
       const shape = [len];
-      const chunks = sources.map((s, i) => {
-        const raw = this.pool.u8(i, len * s.size);
-        readExactSync(s.fd, raw, s.offset + start * s.size, s.file);
-        return { data: this.decode(s.x.dtype, raw, i, len), shape };
-      });
+      const chunks = this.readChunk(sources, start, len).map((data) => ({ data, shape }));
       const result = this.method.merge({
         tensorName: t.name,
         models: chunks.slice(0, k),
@@ -199,12 +229,36 @@ export class TensorRunner {
         modelParams: t.modelParams,
         seed: this.spec.seed,
       });
-      const outBytes = this.pool.u8(OUT_SLOT, len * outSize);
-      encodeFromF32(result.data, t.outDtype, viewStorage(t.outDtype, outBytes));
-      writeAllSync(outFd, outBytes, job.out.offset + start * outSize, job.out.file);
+      this.writeChunk(job, start, result.data);
     }
+    return this.done(job, all, n);
+  }
+
+  /** Multi-pass merges (top-k thresholds, norms): statistic passes over chunks, then an output pass. */
+  private runStreaming(job: TensorJob, all: readonly PlannedInput[], n: number, stream: StreamingMerge): JobResult {
+    const k = job.tensor.inputs.length;
+    const sources = this.chunkSources(all);
+    const chunkAt = (start: number, len: number): StreamChunk => {
+      const data = this.readChunk(sources, start, len);
+      return { start, models: data.slice(0, k), base: data[k] };
+    };
+    for (let pass = 0; pass < stream.passes; pass++) {
+      for (let start = 0; start < n; start += this.chunk)
+        stream.observe(pass, chunkAt(start, Math.min(this.chunk, n - start)));
+      stream.endPass(pass);
+    }
+    for (let start = 0; start < n; start += this.chunk) {
+      const len = Math.min(this.chunk, n - start);
+      const out = this.pool.f32(RESULT_SLOT, len);
+      stream.emit(chunkAt(start, len), out);
+      this.writeChunk(job, start, out);
+    }
+    return this.done(job, all, n);
+  }
+
+  private done(job: TensorJob, all: readonly PlannedInput[], n: number): JobResult {
     const bytesRead = all.reduce((s, x) => s + x.bytes, 0);
-    return { index: job.index, bytesRead, bytesWritten: n * outSize };
+    return { index: job.index, bytesRead, bytesWritten: n * dtypeSize(job.tensor.outDtype) };
   }
 
   close(): void {

@@ -63,15 +63,7 @@ export function sparsityMask(delta: Float32Array, opts: SparsifyOptions, scratch
   const keep = scratch !== undefined && scratch.length === n ? scratch : new Uint8Array(n);
   switch (opts.method) {
     case "magnitude": {
-      const k = Math.trunc(density * n);
-      if (k <= 0) {
-        throw sparsifyError(
-          opts,
-          `density ${density} keeps int(${density} * ${n}) = 0 entries of the task vector`,
-          "density",
-        );
-      }
-      topKMagnitudeMask(delta, k, keep);
+      topKMagnitudeMask(delta, magnitudeKeepCount(density, n, opts), keep);
       break;
     }
     case "magnitude_outliers": {
@@ -123,9 +115,71 @@ export function sparsityMask(delta: Float32Array, opts: SparsifyOptions, scratch
   return { keep, scale: rescaleFactor(delta, keep, opts.rescaleNorm ?? null) };
 }
 
+/** mergekit's k = int(density * numel) for top-k; k = 0 is an error there (an assertion), and here. */
+export function magnitudeKeepCount(
+  density: number,
+  n: number,
+  opts: Pick<SparsifyOptions, "where" | "modelIndex">,
+): number {
+  const k = Math.trunc(density * n);
+  if (k <= 0) {
+    throw sparsifyError(
+      opts as SparsifyOptions,
+      `density ${density} keeps int(${density} * ${n}) = 0 entries of the task vector`,
+      "density",
+    );
+  }
+  return k;
+}
+
 function drawMask(opts: SparsifyOptions, probs: number | Float32Array, keep: Uint8Array): void {
   if (opts.masks === undefined) throw sparsifyError(opts, "random sparsification needs a mask source", "masks");
   opts.masks.fill(opts.modelIndex ?? 0, probs, keep);
+}
+
+/** Running L1 sums of a delta and of its kept part, accumulated in index order (chunk by chunk or at once). */
+export interface L1Sums {
+  before: number;
+  after: number;
+  /** A kept entry was +inf (so the kept sum is +inf). */
+  infKept: boolean;
+}
+
+export function newL1Sums(): L1Sums {
+  return { before: 0, after: 0, infKept: false };
+}
+
+/**
+ * Add |x| to `before` and |x| * keep to `after`, branch-free (the mask is random, a branch would mispredict).
+ * Infinite entries are left out of `after` (inf * 0 would be NaN) and recorded in `infKept` instead, so the
+ * result equals summing the kept entries with a branch.
+ */
+export function addL1Sums(x: Float32Array, keep: Uint8Array, acc: L1Sums): void {
+  let before = acc.before;
+  let after = acc.after;
+  let infKept = false;
+  const n = x.length;
+  for (let i = 0; i < n; i++) {
+    const a = Math.abs(x[i]!);
+    before += a;
+    if (a === Number.POSITIVE_INFINITY) infKept ||= keep[i] === 1;
+    else after += a * keep[i]!;
+  }
+  acc.before = before;
+  acc.after = after;
+  acc.infKept ||= infKept;
+}
+
+export function l1After(acc: L1Sums): number {
+  return acc.infKept ? Number.POSITIVE_INFINITY : acc.after;
+}
+
+/** The rescale factor from norms: float32-rounded before / after, or 1 when either is below 1e-7. */
+export function rescaleFromNorms(before: number, after: number): number {
+  const b = Math.fround(before);
+  const a = Math.fround(after);
+  if (b < RESCALE_EPS || a < RESCALE_EPS) return 1;
+  return Math.fround(b / a);
 }
 
 /** norm(x) / norm(x * keep) for the given norm (float32-rounded), or 1 when either is below 1e-7 or norm is null. */
@@ -135,17 +189,10 @@ export function rescaleFactor(x: Float32Array, keep: Uint8Array, norm: RescaleNo
   let after = 0;
   const n = x.length;
   if (norm === "l1") {
-    // Branch-free (the mask is random): a * keep adds a or 0. Exact while every |x| is finite; otherwise
-    // (inf * 0 = NaN) recount with the branch.
-    for (let i = 0; i < n; i++) {
-      const a = Math.abs(x[i]!);
-      before += a;
-      after += a * keep[i]!;
-    }
-    if (!Number.isFinite(before)) {
-      after = 0;
-      for (let i = 0; i < n; i++) if (keep[i] === 1) after += Math.abs(x[i]!);
-    }
+    const acc = newL1Sums();
+    addL1Sums(x, keep, acc);
+    before = acc.before;
+    after = l1After(acc);
   } else if (norm === "l2") {
     for (let i = 0; i < n; i++) {
       const a = x[i]! * x[i]!;
@@ -161,10 +208,7 @@ export function rescaleFactor(x: Float32Array, keep: Uint8Array, norm: RescaleNo
       if (keep[i] === 1 && a > after) after = a;
     }
   }
-  before = Math.fround(before);
-  after = Math.fround(after);
-  if (before < RESCALE_EPS || after < RESCALE_EPS) return 1;
-  return Math.fround(before / after);
+  return rescaleFromNorms(before, after);
 }
 
 /** out[i] = keep[i] ? fround(x[i] * scale) : 0 (out may be x itself). */

@@ -21,6 +21,7 @@ import { copyResult, defineMethod, type MergeContext } from "./define.js";
 import { bool, num } from "./params.js";
 import { rectifyCommon } from "./rectify.js";
 import { type SparsificationMethod, type SparsityMask, sparsityMask } from "./sparsify.js";
+import { streamTaskArithmetic } from "./task-arithmetic-stream.js";
 import type { MergeMethodSpec, MergeResult, ParamSpec, TensorData } from "./types.js";
 
 export interface TaskArithmeticOptions {
@@ -36,7 +37,7 @@ export interface TaskArithmeticOptions {
 const MERGEKIT_REF = "mergekit/merge_methods/generalized_task_arithmetic.py, mergekit/sparsify.py";
 
 /** The global parameters shared by the family. */
-function globalParams(o: TaskArithmeticOptions): ParamSpec[] {
+export function globalParams(o: TaskArithmeticOptions): ParamSpec[] {
   return [
     { name: "int8_mask", type: "boolean", default: false, description: "mergekit memory option; no numeric effect" },
     { name: "normalize", type: "boolean", default: o.defaultNormalize, description: "divide by the sum of weights" },
@@ -45,7 +46,7 @@ function globalParams(o: TaskArithmeticOptions): ParamSpec[] {
   ];
 }
 
-function modelParams(o: TaskArithmeticOptions): ParamSpec[] {
+export function modelParams(o: TaskArithmeticOptions): ParamSpec[] {
   const res: ParamSpec[] = [
     { name: "weight", type: "number", description: "weight of this model's task vector" },
     {
@@ -99,6 +100,7 @@ export function defineTaskArithmetic(o: TaskArithmeticOptions): MergeMethodSpec 
     parameters: globalParams(o),
     modelParameters: modelParams(o),
     run: (ctx) => runTaskArithmetic(ctx, o),
+    streaming: (input) => streamTaskArithmetic(o, input),
   });
 }
 
@@ -187,7 +189,7 @@ function addWeightedDelta(
   for (let j = 0; j < len; j++) mixed[j] = mixed[j]! + Math.fround(Math.fround(x[start + j]! - b[start + j]!) * w);
 }
 
-function combineConsensus(
+export function combineConsensus(
   b: Float32Array,
   xs: readonly Float32Array[],
   keeps: readonly (Uint8Array | null)[],
@@ -299,7 +301,7 @@ function weightedDeltaMasked(
   }
 }
 
-function combineSum(
+export function combineSum(
   b: Float32Array,
   xs: readonly Float32Array[],
   keeps: readonly (Uint8Array | null)[],

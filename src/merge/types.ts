@@ -96,6 +96,13 @@ export interface MergeMethodSpec {
    * Absent: never.
    */
   readonly elementwise?: (params: ResolvedParams, modelParams: readonly ResolvedParams[]) => boolean;
+  /**
+   * Optional multi-pass form for large tensors whose statistics span the whole tensor (top-k thresholds, norms):
+   * returns a {@link StreamingMerge} that sees the tensor chunk by chunk, in index order, `passes` times, then emits
+   * the output chunk by chunk. Its output must equal `merge`'s bit for bit. Undefined: not supported for these
+   * parameters (the engine then merges the whole tensor at once).
+   */
+  readonly streaming?: (input: StreamInput) => StreamingMerge | undefined;
   /** Global parameters (one value per tensor). */
   readonly parameters: readonly ParamSpec[];
   /** Per-model parameters (one value per model and tensor). */
@@ -106,4 +113,36 @@ export interface MergeMethodSpec {
    * which is fully determined by `seed` / `masks`.
    */
   merge(input: MergeInput): MergeResult;
+}
+
+/** What a streaming merge knows before seeing data: everything in MergeInput but the tensors. */
+export interface StreamInput {
+  readonly tensorName: string;
+  /** Elements per input (all inputs share one shape in streaming mode). */
+  readonly numel: number;
+  readonly shape: readonly number[];
+  readonly models: number;
+  readonly hasBase: boolean;
+  readonly params?: ParamValues;
+  readonly modelParams?: readonly ParamValues[];
+  readonly seed?: number;
+}
+
+/** A chunk of every input at the same element range [start, start + length). */
+export interface StreamChunk {
+  readonly start: number;
+  readonly models: readonly Float32Array[];
+  readonly base: Float32Array | undefined;
+}
+
+/** A merge run as passes over chunks; see {@link MergeMethodSpec.streaming}. */
+export interface StreamingMerge {
+  /** Statistic passes before the output pass (0: emit straight away). */
+  readonly passes: number;
+  /** See one chunk during statistic pass `pass`; chunks come in index order, covering the tensor once per pass. */
+  observe(pass: number, chunk: StreamChunk): void;
+  /** Called after each statistic pass. */
+  endPass(pass: number): void;
+  /** Write the output for the chunk's element range into `out` (same length as the chunk). */
+  emit(chunk: StreamChunk, out: Float32Array): void;
 }

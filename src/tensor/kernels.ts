@@ -59,34 +59,91 @@ export interface KeyAt {
 }
 
 /**
+ * Streaming form of {@link magnitudeAt}: the magnitude key at ascending position `pos` among values seen in two
+ * passes over the same data (chunks in any split): `countHigh` every chunk, `settleHigh`, `countLow` every chunk,
+ * then `result`. A two-level radix select (15 high bits, then 16 low bits) with no copy of the data.
+ */
+export class MagnitudeSelect {
+  private readonly hi = new Uint32Array(1 << 15);
+  private lo: Uint32Array | undefined;
+  private bin = -1;
+  private below = 0;
+
+  constructor(private readonly pos: number) {}
+
+  countHigh(values: Float32Array): void {
+    const bits = bitsView(values);
+    const hi = this.hi;
+    const n = bits.length;
+    for (let i = 0; i < n; i++) hi[(bits[i]! & 0x7fffffff) >>> 16]!++;
+  }
+
+  settleHigh(): void {
+    let below = 0;
+    let b = 0;
+    for (; b < this.hi.length; b++) {
+      const c = this.hi[b]!;
+      if (below + c > this.pos) break;
+      below += c;
+    }
+    this.bin = b;
+    this.below = below;
+    this.lo = new Uint32Array(1 << 16);
+  }
+
+  countLow(values: Float32Array): void {
+    const bits = bitsView(values);
+    const lo = this.lo!;
+    const bin = this.bin;
+    const n = bits.length;
+    for (let i = 0; i < n; i++) {
+      const k = bits[i]! & 0x7fffffff;
+      if (k >>> 16 === bin) lo[k & 0xffff]!++;
+    }
+  }
+
+  result(): KeyAt {
+    const lo = this.lo!;
+    let below = this.below;
+    let l = 0;
+    for (; l < lo.length; l++) {
+      const c = lo[l]!;
+      if (below + c > this.pos) break;
+      below += c;
+    }
+    return { key: ((this.bin << 16) | l) >>> 0, below, equal: lo[l]! };
+  }
+}
+
+/**
  * The magnitude key found at ascending sorted position `pos` (0-based) of |values|, by a two-level radix
  * select (15 high bits, then 16 low bits). Requires 0 <= pos < values.length.
  */
 export function magnitudeAt(values: Float32Array, pos: number): KeyAt {
   const n = values.length;
   if (!(pos >= 0 && pos < n)) throw new RangeError(`magnitudeAt: position ${pos} outside [0, ${n})`);
+  const sel = new MagnitudeSelect(pos);
+  sel.countHigh(values);
+  sel.settleHigh();
+  sel.countLow(values);
+  return sel.result();
+}
+
+/**
+ * One chunk of a top-k keep-mask, in index order: 1 where |x| > key, plus the first `tie.left` entries equal to
+ * key (the lower indices win, as in a stable descending sort); `tie.left` counts down across chunks.
+ */
+export function topKMaskChunk(values: Float32Array, key: number, tie: { left: number }, out: Uint8Array): Uint8Array {
   const bits = bitsView(values);
-  const hi = new Uint32Array(1 << 15);
-  for (let i = 0; i < n; i++) hi[(bits[i]! & 0x7fffffff) >>> 16]!++;
-  let below = 0;
-  let b = 0;
-  for (; b < hi.length; b++) {
-    const c = hi[b]!;
-    if (below + c > pos) break;
-    below += c;
+  const n = bits.length;
+  for (let i = 0; i < n; i++) out[i] = +((bits[i]! & 0x7fffffff) > key);
+  for (let i = 0; tie.left > 0 && i < n; i++) {
+    if ((bits[i]! & 0x7fffffff) === key) {
+      out[i] = 1;
+      tie.left--;
+    }
   }
-  const lo = new Uint32Array(1 << 16);
-  for (let i = 0; i < n; i++) {
-    const k = bits[i]! & 0x7fffffff;
-    if (k >>> 16 === b) lo[k & 0xffff]!++;
-  }
-  let l = 0;
-  for (; l < lo.length; l++) {
-    const c = lo[l]!;
-    if (below + c > pos) break;
-    below += c;
-  }
-  return { key: ((b << 16) | l) >>> 0, below, equal: lo[l]! };
+  return out;
 }
 
 /**
@@ -133,24 +190,9 @@ export function topKMagnitudeMask(values: Float32Array, k: number, out: Uint8Arr
   if (out.length !== n) throw new RangeError(`topKMagnitudeMask: mask has ${out.length} elements, need ${n}`);
   if (k <= 0) return out.fill(0);
   if (k >= n) return out.fill(1);
-  const bits = bitsView(values);
   const t = magnitudeAt(values, n - k);
-  const key = t.key;
   // Everything above the threshold key is kept, plus the first `take` (in index order) of those equal to it.
-  const take = k - (n - t.below - t.equal);
-  // Branch-free passes (comparisons as 0/1): kept and dropped entries interleave unpredictably.
-  if (take === t.equal) {
-    for (let i = 0; i < n; i++) out[i] = +((bits[i]! & 0x7fffffff) >= key);
-    return out;
-  }
-  for (let i = 0; i < n; i++) out[i] = +((bits[i]! & 0x7fffffff) > key);
-  for (let i = 0, left = take; left > 0 && i < n; i++) {
-    if ((bits[i]! & 0x7fffffff) === key) {
-      out[i] = 1;
-      left--;
-    }
-  }
-  return out;
+  return topKMaskChunk(values, t.key, { left: k - (n - t.below - t.equal) }, out);
 }
 
 /**

@@ -375,7 +375,7 @@ describe("merge: the interpolation family and nearswap end to end", () => {
   });
 });
 
-describe("merge: chunked streaming of elementwise methods", () => {
+describe("merge: chunked streaming (elementwise methods, and multi-pass task arithmetic)", () => {
   for (const [method, yaml] of [
     [
       "linear",
@@ -390,11 +390,24 @@ describe("merge: chunked streaming of elementwise methods", () => {
       `merge_method: ties\nbase_model: ${p("base")}\nparameters: {weight: 0.5}\nmodels:\n  - model: ${p("ft1")}\n  - model: ${p("ft2")}\n  - model: ${p("ft3")}\n`,
     ],
     ["passthrough", `merge_method: passthrough\nmodels:\n  - model: ${p("ft1")}\n    parameters: {scale: 0.5}\n`],
+    [
+      "ties (density 0.4: streamed in passes)",
+      `merge_method: ties\nbase_model: ${p("base")}\nparameters: {weight: 0.5, density: 0.4, rescale: true}\nmodels:\n  - model: ${p("ft1")}\n  - model: ${p("ft2")}\n  - model: ${p("ft3")}\n`,
+    ],
+    [
+      "dare_ties (streamed in passes)",
+      `merge_method: dare_ties\nbase_model: ${p("base")}\nparameters: {weight: 0.5, density: 0.4}\nmodels:\n  - model: ${p("ft1")}\n  - model: ${p("ft2")}\n`,
+    ],
+    [
+      "dare_linear (streamed in passes)",
+      `merge_method: dare_linear\nbase_model: ${p("base")}\nparameters: {weight: 0.5, density: 0.6}\nmodels:\n  - model: ${p("ft1")}\n  - model: ${p("ft2")}\n`,
+    ],
   ] as const) {
     it(`${method}: chunks of 100 elements give the same bytes as whole tensors`, async () => {
-      const cfg = writeConfig(`chunk-${method.split(" ")[0]}`, yaml);
-      const whole = p(`out-whole-${method.split(" ")[0]}`);
-      const chunked = p(`out-chunked-${method.split(" ")[0]}`);
+      const tag = method.replace(/\W+/g, "-");
+      const cfg = writeConfig(`chunk-${tag}`, yaml);
+      const whole = p(`out-whole-${tag}`);
+      const chunked = p(`out-chunked-${tag}`);
       await merge(cfg, whole, { jobs: 1, chunkElements: 1e9 });
       await merge(cfg, chunked, { jobs: 2, chunkElements: 100 });
       const bytes = (d: string) => readFileSync(join(d, "model.safetensors"));

@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { getMethod } from "../../src/merge/registry.js";
+import type { ParamValues, StreamingMerge } from "../../src/merge/types.js";
+
+// A streaming merge must reproduce merge() bit for bit, whatever the chunk size.
+
+function inputs(n: number, k: number, seed: number) {
+  let s = seed;
+  const rnd = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+  const base = new Float32Array(n).map(() => rnd());
+  const models = Array.from({ length: k }, () => {
+    const x = new Float32Array(n);
+    // Quantised deltas make many exact ties in |delta| at the top-k threshold.
+    for (let i = 0; i < n; i++) x[i] = base[i]! + Math.round(rnd() * 64) / 1024;
+    return x;
+  });
+  return { base, models };
+}
+
+function runStream(stream: StreamingMerge, base: Float32Array, models: Float32Array[], chunk: number): Float32Array {
+  const n = base.length;
+  const at = (start: number) => {
+    const end = Math.min(n, start + chunk);
+    return { start, base: base.subarray(start, end), models: models.map((m) => m.subarray(start, end)) };
+  };
+  for (let p = 0; p < stream.passes; p++) {
+    for (let start = 0; start < n; start += chunk) stream.observe(p, at(start));
+    stream.endPass(p);
+  }
+  const out = new Float32Array(n);
+  for (let start = 0; start < n; start += chunk) {
+    const c = at(start);
+    stream.emit(c, out.subarray(start, start + c.base.length));
+  }
+  return out;
+}
+
+const CASES: Array<[string, ParamValues, ParamValues[]]> = [
+  [
+    "ties",
+    {},
+    [
+      { weight: 0.5, density: 0.3 },
+      { weight: 0.7, density: 0.5 },
+      { weight: -0.2, density: 0.9 },
+    ],
+  ],
+  [
+    "ties",
+    { rescale: true, normalize: false, lambda: 0.8 },
+    [
+      { weight: 1, density: 0.25 },
+      { weight: 1, density: 1 },
+    ],
+  ],
+  [
+    "dare_ties",
+    {},
+    [
+      { weight: 0.5, density: 0.3 },
+      { weight: 0.5, density: 0.6 },
+      { weight: 0.5, density: 0.9 },
+    ],
+  ],
+  [
+    "dare_ties",
+    { rescale: false },
+    [
+      { weight: 0.5, density: 0.4 },
+      { weight: 0.5, density: 0.4 },
+    ],
+  ],
+  [
+    "dare_linear",
+    {},
+    [
+      { weight: 0.6, density: 0.5 },
+      { weight: 0.4, density: 0.7 },
+    ],
+  ],
+  ["task_arithmetic", {}, [{ weight: 0.6 }, { weight: 0.4 }]],
+];
+
+describe("streaming task-arithmetic merges equal whole-tensor merges", () => {
+  for (const [method, params, modelParams] of CASES) {
+    for (const chunk of [1000, 333]) {
+      it(`${method} ${JSON.stringify(params)} ${modelParams.map((p) => p.density ?? 1).join("/")}, chunks of ${chunk}`, () => {
+        const n = 10_007;
+        const { base, models } = inputs(n, modelParams.length, 17);
+        const spec = getMethod(method);
+        const whole = spec.merge({
+          tensorName: "model.layers.0.mlp.down_proj.weight",
+          models: models.map((data) => ({ data, shape: [n] })),
+          base: { data: base, shape: [n] },
+          params,
+          modelParams,
+          seed: 5,
+        });
+        const stream = spec.streaming?.({
+          tensorName: "model.layers.0.mlp.down_proj.weight",
+          numel: n,
+          shape: [n],
+          models: models.length,
+          hasBase: true,
+          params,
+          modelParams,
+          seed: 5,
+        });
+        assert.ok(stream !== undefined, "streaming supported");
+        const out = runStream(stream, base, models, chunk);
+        assert.ok(Buffer.from(out.buffer).equals(Buffer.from(whole.data.buffer)), "bit-identical");
+      });
+    }
+  }
+
+  it("infinite and NaN deltas stream exactly as well", () => {
+    const n = 5000;
+    const { base, models } = inputs(n, 2, 3);
+    models[0]![10] = Number.POSITIVE_INFINITY;
+    models[1]![4000] = Number.NaN;
+    const modelParams = [
+      { weight: 1, density: 0.5 },
+      { weight: 1, density: 0.5 },
+    ];
+    for (const method of ["ties", "dare_ties"]) {
+      const spec = getMethod(method);
+      const whole = spec.merge({
+        tensorName: "t",
+        models: models.map((data) => ({ data, shape: [n] })),
+        base: { data: base, shape: [n] },
+        modelParams,
+      });
+      const stream = spec.streaming!({ tensorName: "t", numel: n, shape: [n], models: 2, hasBase: true, modelParams })!;
+      const out = runStream(stream, base, models, 700);
+      assert.ok(Buffer.from(out.buffer).equals(Buffer.from(whole.data.buffer)), method);
+    }
+  });
+
+  it("methods whose statistics are row-wise or windowed fall back to whole tensors", () => {
+    for (const method of ["della", "breadcrumbs", "breadcrumbs_ties"]) {
+      const s = getMethod(method).streaming?.({
+        tensorName: "t",
+        numel: 10,
+        shape: [10],
+        models: 1,
+        hasBase: true,
+        modelParams: [{ weight: 1, density: 0.5 }],
+      });
+      assert.equal(s, undefined, method);
+    }
+  });
+
+  it("k = int(density * n) = 0 is refused as in the whole-tensor merge", () => {
+    assert.throws(
+      () =>
+        getMethod("ties").streaming!({
+          tensorName: "t",
+          numel: 7,
+          shape: [7],
+          models: 1,
+          hasBase: true,
+          modelParams: [{ weight: 1, density: 0.1 }],
+        }),
+      /0 entries/,
+    );
+  });
+});
