@@ -217,12 +217,19 @@ export function combineConsensus(
     // weighted delta is finite, which a finite vote proves (inf or NaN anywhere would make it non-finite).
     for (let i = 0; i < k; i++) {
       const v = wd[i]!;
-      weightedDeltaMasked(xs[i]!, b, keeps[i]!, scales[i]!, w[i]!, start, len, v);
+      const keep = keeps[i]!;
+      if (!byCount && keep !== null && scales[i] === 1) {
+        maskedDeltaVote(xs[i]!, b, keep, w[i]!, start, len, v, vote); // the common TIES / DARE case, one pass
+        continue;
+      }
+      weightedDeltaMasked(xs[i]!, b, keep, scales[i]!, w[i]!, start, len, v);
       if (byCount) for (let j = 0; j < len; j++) vote[j] = vote[j]! + Math.sign(v[j]!);
       else for (let j = 0; j < len; j++) vote[j] = vote[j]! + v[j]!;
     }
+    // A sum vote is non-finite whenever a weighted delta is (inf and NaN propagate); a sign count is not.
     let finite = true;
-    for (let i = 0; i < k && finite; i++) finite = allFinite(wd[i]!, len);
+    if (byCount) for (let i = 0; i < k && finite; i++) finite = allFinite(wd[i]!, len);
+    else finite = allFinite(vote, len);
     if (finite) {
       for (let j = 0; j < len; j++) sign[j] = 2 * +(vote[j]! >= 0) - 1;
       for (let i = 0; i < k; i++) {
@@ -274,6 +281,24 @@ function allFinite(v: Float32Array, len: number): boolean {
   let acc = 0;
   for (let j = 0; j < len; j++) acc += v[j]! * 0; // 0 for finite, NaN for inf or NaN
   return acc === 0;
+}
+
+/** v = masked weighted delta (as weightedDeltaMasked with scale 1), and vote += v, in one pass. */
+function maskedDeltaVote(
+  x: Float32Array,
+  b: Float32Array,
+  keep: Uint8Array,
+  w: number,
+  start: number,
+  len: number,
+  v: Float32Array,
+  vote: Float32Array,
+): void {
+  for (let j = 0; j < len; j++) {
+    const d = Math.fround(Math.fround(Math.fround(x[start + j]! - b[start + j]!) * w) * keep[start + j]!);
+    v[j] = d;
+    vote[j] = vote[j]! + d;
+  }
 }
 
 /** As weightedDelta, masking by multiplication (0 * v) instead of a branch. */

@@ -415,3 +415,47 @@ describe("merge: chunked streaming (elementwise methods, and multi-pass task ari
     });
   }
 });
+
+describe("merge: architectures", () => {
+  it("models of different architectures need --allow-crimes", async () => {
+    const other = p("mistral-like");
+    const { cpSync } = await import("node:fs");
+    cpSync(p("ft1"), other, { recursive: true });
+    const cfgPath = join(other, "config.json");
+    const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
+    writeFileSync(cfgPath, JSON.stringify({ ...cfg, architectures: ["MistralForCausalLM"], model_type: "mistral" }));
+    const yaml = writeConfig(
+      "crimes",
+      `merge_method: linear\nmodels:\n  - model: ${p("ft2")}\n    parameters: {weight: 1}\n  - model: ${other}\n    parameters: {weight: 1}\n`,
+    );
+    await assert.rejects(merge(yaml, p("out-crimes"), { jobs: 1 }), (e: unknown) => {
+      assert.ok(e instanceof FusionError && e.code === "MERGE_INVALID");
+      assert.match(e.message, /different architectures.*--allow-crimes/);
+      return true;
+    });
+    const s = await merge(yaml, p("out-crimes"), { jobs: 1, allowCrimes: true });
+    assert.equal(s.tensors, base.tensors.size);
+  });
+
+  it("an unknown architecture is inferred from tensor names", async () => {
+    const odd = p("odd-arch");
+    const { cpSync } = await import("node:fs");
+    cpSync(p("ft1"), odd, { recursive: true });
+    const cfgPath = join(odd, "config.json");
+    const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
+    writeFileSync(
+      cfgPath,
+      JSON.stringify({ ...cfg, architectures: ["SomethingNewForCausalLM"], model_type: "something" }),
+    );
+    const yaml = writeConfig(
+      "odd",
+      `merge_method: passthrough\nslices:\n  - sources:\n      - model: ${odd}\n        layer_range: [0, 2]\n  - sources:\n      - model: ${odd}\n        layer_range: [1, 4]\n`,
+    );
+    const s = await merge(yaml, p("out-odd"), { jobs: 1 });
+    assert.equal(s.numLayers, 5);
+    const r = readModel(p("out-odd"));
+    assert.equal(r.config?.num_hidden_layers, 5);
+    assert.ok(r.tensors.has("model.layers.4.mlp.down_proj.weight"));
+    assert.ok(r.tensors.has("model.embed_tokens.weight") && r.tensors.has("lm_head.weight"));
+  });
+});
