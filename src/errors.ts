@@ -66,3 +66,16 @@ export function preview(value: unknown, max = 60): string {
   text = text.replace(/\s+/g, " ");
   return text.length > max ? `${text.slice(0, max)}...` : text;
 }
+
+/** Levenshtein distance (insert / delete / substitute, each 1), for "did you mean" hints. */
+export function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}

@@ -6,28 +6,16 @@
  * union gives. `formatIssues` turns zod's issues into `models[1].parameters.density: expected ...` lines.
  */
 import { z } from "zod";
+import { editDistance } from "../errors.js";
 
 export type PathSegment = string | number;
 
 const KINDS = "a number, boolean, string, list of numbers (a gradient) or {filter, value} entries";
 
-/** Edit distance, for "did you mean" hints on misspelt keys. */
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
-}
-
 export function unknownKeysMessage(keys: readonly string[], allowed: readonly string[]): string {
   const hints = keys.map((k) => {
     const near =
-      allowed.find((a) => distance(k, a) <= 2) ??
+      allowed.find((a) => editDistance(k, a) <= 2) ??
       allowed.find((a) => k.length >= 3 && (a.startsWith(k) || k.startsWith(a)));
     return near === undefined ? `'${k}'` : `'${k}' (did you mean '${near}'?)`;
   });

@@ -4,7 +4,7 @@ export type { ConsensusMethod } from "./consensus.js";
 export { electedSign, signConsensusMasks } from "./consensus.js";
 export { checkParam, describeRange, resolveParams, unknownParams } from "./params.js";
 export { maskStreamKey, replayMasks, seededMasks } from "./random.js";
-export { editDistance, getMethod, hasMethod, listMethods, methodNames, suggestMethod } from "./registry.js";
+export { getMethod, hasMethod, listMethods, methodNames, suggestMethod } from "./registry.js";
 export type { RescaleNorm, SparsificationMethod, SparsifyOptions, SparsityMask } from "./sparsify.js";
 export { applySparsity, rescaleFactor, sparsify, sparsityMask } from "./sparsify.js";
 export type {

@@ -1,6 +1,6 @@
 // The registry of merge methods: lookup by name, the list of names, and "did you mean" for typos.
 
-import { FusionError } from "../errors.js";
+import { editDistance, FusionError } from "../errors.js";
 import { breadcrumbs } from "./methods/breadcrumbs.js";
 import { breadcrumbsTies } from "./methods/breadcrumbs_ties.js";
 import { dareLinear } from "./methods/dare_linear.js";
@@ -54,19 +54,6 @@ export function listMethods(): readonly MergeMethodSpec[] {
 
 export function hasMethod(name: string): boolean {
   return BY_NAME.has(name);
-}
-
-/** Levenshtein distance (insert / delete / substitute, each 1). */
-export function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
 }
 
 /** The registered name closest to `name` (case-, dash- and space-insensitive), if reasonably close. */
