@@ -1,0 +1,36 @@
+/**
+ * Registers the `fusionkit` backend: every tfjs-backend-cpu kernel re-registered under the new name, then the fast
+ * kernels (GEMM, convolution, elementwise, reductions) registered over them. Needs the native BLAS; returns false
+ * without registering anything when it does not load.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { FUSION_BACKEND, FusionBackend } from "./backend.js";
+import { blas } from "./blas.js";
+import { matMulKernels } from "./kernels/matmul.js";
+
+let registered = false;
+
+export function registerFusionBackend(): boolean {
+  if (registered) return true;
+  const native = blas();
+  if (native === null) return false;
+  tf.registerBackend(FUSION_BACKEND, () => new FusionBackend(), 0);
+  for (const k of tf.getKernelsForBackend("cpu")) tf.registerKernel({ ...k, backendName: FUSION_BACKEND });
+  const fast: tf.KernelConfig[] = [...matMulKernels(native.sgemm)];
+  for (const k of fast) {
+    if (tf.getKernel(k.kernelName, FUSION_BACKEND) !== undefined) tf.unregisterKernel(k.kernelName, FUSION_BACKEND);
+    tf.registerKernel(k);
+  }
+  registered = true;
+  return true;
+}
+
+/** Names of the kernels fusionkit implements itself (the rest are tfjs-backend-cpu's). */
+export function fusionKernelNames(): string[] {
+  const cpu = new Map(tf.getKernelsForBackend("cpu").map((k) => [k.kernelName, k.kernelFunc]));
+  return tf
+    .getKernelsForBackend(FUSION_BACKEND)
+    .filter((k) => cpu.get(k.kernelName) !== k.kernelFunc)
+    .map((k) => k.kernelName)
+    .sort();
+}
