@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import type { MergeConfig } from "../config/types.js";
@@ -124,6 +124,9 @@ export function tempDirFor(out: string): string {
 
 export function checkOutput(out: string, force: boolean): void {
   if (!existsSync(out)) return;
+  if (!statSync(out).isDirectory()) {
+    throw new FusionError("INVALID_ARGUMENT", "output path exists and is not a directory", { file: out });
+  }
   if (readdirSync(out).length > 0 && !force) {
     throw new FusionError("INVALID_ARGUMENT", "output directory exists and is not empty (pass --force to replace it)", {
       file: out,

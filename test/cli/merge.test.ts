@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -89,6 +89,15 @@ describe("fusionkit merge (CLI)", () => {
     assert.equal(again.code, 1);
     assert.match(again.stderr, /--force/);
     assert.equal(cli("merge", cfg, "out-lin", "--no-progress", "--force").code, 0);
+  });
+
+  it("an output path that is a file is refused, and the file is left alone", () => {
+    writeFileSync(join(root, "a-file"), "keep me");
+    const cfg = config("lin2.yml", "merge_method: linear\nmodels:\n  - model: ft1\n    parameters: {weight: 1}\n");
+    const r = cli("merge", cfg, "a-file", "--no-progress");
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /a-file: output path exists and is not a directory/);
+    assert.equal(readFileSync(join(root, "a-file"), "utf8"), "keep me");
   });
 
   it("bad option values are rejected by the parser", () => {
