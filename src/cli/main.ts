@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { FusionError } from "../errors.js";
 import { registerInspect } from "./inspect.js";
 import { registerMerge } from "./merge.js";
+import { registerMethods } from "./methods.js";
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .exitOverride(); // before the subcommands, which inherit it: the CLI never calls process.exit itself
   registerInspect(program);
   registerMerge(program);
+  registerMethods(program);
   return program;
 }
 
