@@ -416,6 +416,27 @@ describe("merge: chunked streaming (elementwise methods, and multi-pass task ari
   }
 });
 
+describe("merge: failures during execution", () => {
+  for (const jobs of [1, 2]) {
+    it(`an error raised while merging (-j ${jobs}) removes the partial output`, async () => {
+      // density 0.05 keeps int(0.05 * 16) = 0 entries of the 16-element norm weights: mergekit asserts, so do we.
+      const cfg = writeConfig(
+        `k0-${jobs}`,
+        `merge_method: ties\nbase_model: ${p("base")}\nparameters: {density: 0.05, weight: 1}\nmodels:\n  - model: ${p("ft1")}\n  - model: ${p("ft2")}\n`,
+      );
+      const before = readdirSync(root).length;
+      await assert.rejects(merge(cfg, p(`out-k0-${jobs}`), { jobs }), (e: unknown) => {
+        assert.ok(e instanceof FusionError && e.code === "MERGE_INVALID", String(e));
+        assert.match(e.message, /layernorm|norm\.weight/);
+        assert.match(e.message, /0 entries/);
+        return true;
+      });
+      assert.equal(existsSync(p(`out-k0-${jobs}`)), false);
+      assert.equal(readdirSync(root).length, before, "no temporary directory left behind");
+    });
+  }
+});
+
 describe("merge: architectures", () => {
   it("models of different architectures need --allow-crimes", async () => {
     const other = p("mistral-like");
