@@ -6,7 +6,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { FUSION_BACKEND, FusionBackend } from "./backend.js";
 import { blas } from "./blas.js";
+import { convKernels } from "./kernels/conv.js";
+import { elementwiseKernels } from "./kernels/elementwise.js";
 import { matMulKernels } from "./kernels/matmul.js";
+import { poolingKernels } from "./kernels/pooling.js";
+import { reduceKernels } from "./kernels/reduce.js";
 
 let registered = false;
 
@@ -16,7 +20,13 @@ export function registerFusionBackend(): boolean {
   if (native === null) return false;
   tf.registerBackend(FUSION_BACKEND, () => new FusionBackend(), 0);
   for (const k of tf.getKernelsForBackend("cpu")) tf.registerKernel({ ...k, backendName: FUSION_BACKEND });
-  const fast: tf.KernelConfig[] = [...matMulKernels(native.sgemm)];
+  const fast: tf.KernelConfig[] = [
+    ...matMulKernels(native.sgemm),
+    ...convKernels(native.sgemm),
+    ...elementwiseKernels(),
+    ...reduceKernels(),
+    ...poolingKernels(),
+  ];
   for (const k of fast) {
     if (tf.getKernel(k.kernelName, FUSION_BACKEND) !== undefined) tf.unregisterKernel(k.kernelName, FUSION_BACKEND);
     tf.registerKernel(k);

@@ -1,0 +1,276 @@
+/**
+ * 2-D convolution as im2col + GEMM (NHWC input, HWIO filter): `Conv2D`, `FusedConv2D` (bias + activation),
+ * `Conv2DBackpropInput` (dy W^T, then col2im scatter-add) and `Conv2DBackpropFilter` (cols^T dy). Strides, dilation and
+ * every padding mode (same, valid, explicit) come from tfjs's computeConv2DInfo. The column matrix is built a few
+ * images at a time (about 4 MB) so it stays in cache and in the buffer pool; 1x1 stride-1 unpadded convolutions use
+ * the input directly. NCHW, non-float32 and prelu go to the cpu kernels.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { asFusion, FUSION_BACKEND, type FusionBackend } from "../backend.js";
+import { NO_TRANS, type Sgemm, TRANS } from "../blas.js";
+import { applyActivation, FUSED_ACTIVATIONS, fillRows } from "./activation.js";
+import { allFloat32, cpuKernel } from "./util.js";
+
+type Info = tf.backend_util.Conv2DInfo;
+type Shape4 = [number, number, number, number];
+
+const CHUNK_FLOATS = 1 << 20;
+
+interface ConvAttrs {
+  strides: number | [number, number];
+  pad: "same" | "valid" | number | tf.backend_util.ExplicitPadding;
+  dataFormat?: "NHWC" | "NCHW";
+  dilations?: number | [number, number];
+  dimRoundingMode?: "floor" | "round" | "ceil";
+  activation?: string;
+  leakyreluAlpha?: number;
+  inputShape?: Shape4;
+  filterShape?: Shape4;
+}
+
+function info(xShape: Shape4, filterShape: Shape4, a: ConvAttrs): Info {
+  return tf.backend_util.computeConv2DInfo(
+    xShape,
+    filterShape,
+    a.strides,
+    a.dilations ?? 1,
+    a.pad,
+    a.dimRoundingMode,
+    false,
+    "channelsLast",
+  );
+}
+
+/** True when the column matrix is the input itself. */
+function isPointwise(c: Info): boolean {
+  return (
+    c.filterHeight === 1 &&
+    c.filterWidth === 1 &&
+    c.strideHeight === 1 &&
+    c.strideWidth === 1 &&
+    c.padInfo.top === 0 &&
+    c.padInfo.left === 0 &&
+    c.outHeight === c.inHeight &&
+    c.outWidth === c.inWidth
+  );
+}
+
+function imagesPerChunk(c: Info): number {
+  const perImage = c.outHeight * c.outWidth * c.filterHeight * c.filterWidth * c.inChannels;
+  return Math.max(1, Math.min(c.batchSize, Math.floor(CHUNK_FLOATS / Math.max(1, perImage))));
+}
+
+/** cols[(b - b0, oh, ow), (kh, kw, ci)] = x[b, ih, iw, ci] (0 outside the input), for images b0 <= b < b1. */
+function im2col(x: Float32Array, c: Info, b0: number, b1: number, cols: Float32Array): void {
+  const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, filterHeight: FH, filterWidth: FW } = c;
+  const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = c;
+  const top = c.padInfo.top;
+  const left = c.padInfo.left;
+  let o = 0;
+  for (let b = b0; b < b1; b++) {
+    const xb = b * H * W * C;
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        for (let kh = 0; kh < FH; kh++) {
+          const ih = oh * sh - top + kh * dh;
+          if (ih < 0 || ih >= H) {
+            cols.fill(0, o, o + FW * C);
+            o += FW * C;
+            continue;
+          }
+          const xr = xb + ih * W * C;
+          for (let kw = 0; kw < FW; kw++) {
+            const iw = ow * sw - left + kw * dw;
+            if (iw < 0 || iw >= W) {
+              for (let ci = 0; ci < C; ci++) cols[o++] = 0;
+            } else {
+              const xi = xr + iw * C;
+              for (let ci = 0; ci < C; ci++) cols[o++] = x[xi + ci];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** dx[b, ih, iw, ci] += cols[(b - b0, oh, ow), (kh, kw, ci)]: the adjoint of im2col. */
+function col2im(cols: Float32Array, c: Info, b0: number, b1: number, dx: Float32Array): void {
+  const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, filterHeight: FH, filterWidth: FW } = c;
+  const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = c;
+  const top = c.padInfo.top;
+  const left = c.padInfo.left;
+  let o = 0;
+  for (let b = b0; b < b1; b++) {
+    const xb = b * H * W * C;
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        for (let kh = 0; kh < FH; kh++) {
+          const ih = oh * sh - top + kh * dh;
+          if (ih < 0 || ih >= H) {
+            o += FW * C;
+            continue;
+          }
+          const xr = xb + ih * W * C;
+          for (let kw = 0; kw < FW; kw++) {
+            const iw = ow * sw - left + kw * dw;
+            if (iw < 0 || iw >= W) {
+              o += C;
+            } else {
+              const xi = xr + iw * C;
+              for (let ci = 0; ci < C; ci++) dx[xi + ci] += cols[o++];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** y[B*OH*OW, CO] = cols(x) W [+ y when accumulate] */
+function convForward(
+  sgemm: Sgemm,
+  be: FusionBackend,
+  x: Float32Array,
+  w: Float32Array,
+  c: Info,
+  y: Float32Array,
+  beta: number,
+): void {
+  const K = c.filterHeight * c.filterWidth * c.inChannels;
+  const N = c.outChannels;
+  const rowsPerImage = c.outHeight * c.outWidth;
+  if (isPointwise(c)) {
+    sgemm(NO_TRANS, NO_TRANS, c.batchSize * rowsPerImage, N, K, 1, x, K, w, N, beta, y, N);
+    return;
+  }
+  const per = imagesPerChunk(c);
+  const cols = be.pool.alloc(per * rowsPerImage * K);
+  for (let b0 = 0; b0 < c.batchSize; b0 += per) {
+    const b1 = Math.min(c.batchSize, b0 + per);
+    const M = (b1 - b0) * rowsPerImage;
+    im2col(x, c, b0, b1, cols);
+    sgemm(NO_TRANS, NO_TRANS, M, N, K, 1, cols, K, w, N, beta, y.subarray(b0 * rowsPerImage * N), N);
+  }
+  be.pool.release(cols);
+}
+
+export function convKernels(sgemm: Sgemm): tf.KernelConfig[] {
+  const cpuConv = cpuKernel("Conv2D");
+  const cpuFused = cpuKernel("FusedConv2D");
+  const cpuInput = cpuKernel("Conv2DBackpropInput");
+  const cpuFilter = cpuKernel("Conv2DBackpropFilter");
+  const nhwc = (a: ConvAttrs) => a.dataFormat === undefined || a.dataFormat === "NHWC";
+
+  const conv2d: tf.KernelFunc = (args) => {
+    const { x, filter } = args.inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
+    const a = args.attrs as unknown as ConvAttrs;
+    if (!allFloat32(x, filter) || !nhwc(a)) return cpuConv(args);
+    const be = asFusion(args.backend);
+    const c = info(x.shape as Shape4, filter.shape as Shape4, a);
+    const y = be.pool.alloc(c.outShape[0] * c.outShape[1] * c.outShape[2] * c.outShape[3]);
+    if (y.length > 0) convForward(sgemm, be, be.f32(x), be.f32(filter), c, y, 0);
+    return be.output([...c.outShape], y);
+  };
+
+  const fusedConv2d: tf.KernelFunc = (args) => {
+    const { x, filter, bias, preluActivationWeights } = args.inputs as {
+      x: tf.TensorInfo;
+      filter: tf.TensorInfo;
+      bias?: tf.TensorInfo;
+      preluActivationWeights?: tf.TensorInfo;
+    };
+    const a = args.attrs as unknown as ConvAttrs;
+    const activation = a.activation ?? "linear";
+    const co = filter.shape[3];
+    const biasSize = bias === undefined ? 1 : bias.shape.reduce((p, d) => p * d, 1);
+    const biasOk = biasSize === 1 || (biasSize === co && bias?.shape.at(-1) === co);
+    if (!allFloat32(x, filter, bias) || !nhwc(a) || preluActivationWeights !== undefined || !biasOk)
+      return cpuFused(args);
+    if (!FUSED_ACTIVATIONS.has(activation)) return cpuFused(args);
+    const be = asFusion(args.backend);
+    const c = info(x.shape as Shape4, filter.shape as Shape4, a);
+    const y = be.pool.alloc(c.outShape[0] * c.outShape[1] * c.outShape[2] * c.outShape[3]);
+    let beta = 0;
+    if (bias !== undefined) {
+      const bv = be.f32(bias);
+      if (bv.length === 1) y.fill(bv[0]);
+      else fillRows(y, bv, co);
+      beta = 1;
+    }
+    if (y.length > 0) convForward(sgemm, be, be.f32(x), be.f32(filter), c, y, beta);
+    applyActivation(y, activation, a.leakyreluAlpha);
+    return be.output([...c.outShape], y);
+  };
+
+  const backpropInput: tf.KernelFunc = (args) => {
+    const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+    const a = args.attrs as unknown as ConvAttrs;
+    if (!allFloat32(dy, filter) || !nhwc(a) || a.inputShape === undefined) return cpuInput(args);
+    const be = asFusion(args.backend);
+    const c = info(a.inputShape, filter.shape as Shape4, a);
+    const dyv = be.f32(dy);
+    const w = be.f32(filter);
+    const K = c.filterHeight * c.filterWidth * c.inChannels;
+    const N = c.outChannels;
+    const rowsPerImage = c.outHeight * c.outWidth;
+    const size = c.inShape[0] * c.inShape[1] * c.inShape[2] * c.inShape[3];
+    if (isPointwise(c)) {
+      const dx = be.pool.alloc(size);
+      sgemm(NO_TRANS, TRANS, c.batchSize * rowsPerImage, K, N, 1, dyv, N, w, N, 0, dx, K);
+      return be.output([...c.inShape], dx);
+    }
+    const dx = be.pool.zeros(size);
+    const per = imagesPerChunk(c);
+    const cols = be.pool.alloc(per * rowsPerImage * K);
+    for (let b0 = 0; b0 < c.batchSize && size > 0; b0 += per) {
+      const b1 = Math.min(c.batchSize, b0 + per);
+      const M = (b1 - b0) * rowsPerImage;
+      // dcols[M, K] = dy[M, N] W[K, N]^T
+      sgemm(NO_TRANS, TRANS, M, K, N, 1, dyv.subarray(b0 * rowsPerImage * N), N, w, N, 0, cols, K);
+      col2im(cols, c, b0, b1, dx);
+    }
+    be.pool.release(cols);
+    return be.output([...c.inShape], dx);
+  };
+
+  const backpropFilter: tf.KernelFunc = (args) => {
+    const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+    const a = args.attrs as unknown as ConvAttrs;
+    if (!allFloat32(x, dy) || !nhwc(a) || a.filterShape === undefined) return cpuFilter(args);
+    const be = asFusion(args.backend);
+    const c = info(x.shape as Shape4, a.filterShape, a);
+    const xv = be.f32(x);
+    const dyv = be.f32(dy);
+    const K = c.filterHeight * c.filterWidth * c.inChannels;
+    const N = c.outChannels;
+    const rowsPerImage = c.outHeight * c.outWidth;
+    const dw = be.pool.alloc(K * N);
+    if (c.batchSize * rowsPerImage === 0) {
+      dw.fill(0);
+      return be.output([...a.filterShape], dw);
+    }
+    if (isPointwise(c)) {
+      sgemm(TRANS, NO_TRANS, K, N, c.batchSize * rowsPerImage, 1, xv, K, dyv, N, 0, dw, N);
+      return be.output([...a.filterShape], dw);
+    }
+    const per = imagesPerChunk(c);
+    const cols = be.pool.alloc(per * rowsPerImage * K);
+    for (let b0 = 0; b0 < c.batchSize; b0 += per) {
+      const b1 = Math.min(c.batchSize, b0 + per);
+      const M = (b1 - b0) * rowsPerImage;
+      im2col(xv, c, b0, b1, cols);
+      // dW[K, N] (+)= cols[M, K]^T dy[M, N]
+      sgemm(TRANS, NO_TRANS, K, N, M, 1, cols, K, dyv.subarray(b0 * rowsPerImage * N), N, b0 === 0 ? 0 : 1, dw, N);
+    }
+    be.pool.release(cols);
+    return be.output([...a.filterShape], dw);
+  };
+
+  return [
+    { kernelName: "Conv2D", backendName: FUSION_BACKEND, kernelFunc: conv2d },
+    { kernelName: "FusedConv2D", backendName: FUSION_BACKEND, kernelFunc: fusedConv2d },
+    { kernelName: "Conv2DBackpropInput", backendName: FUSION_BACKEND, kernelFunc: backpropInput },
+    { kernelName: "Conv2DBackpropFilter", backendName: FUSION_BACKEND, kernelFunc: backpropFilter },
+  ];
+}

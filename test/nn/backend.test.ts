@@ -1,0 +1,129 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import * as tf from "@tensorflow/tfjs";
+import {
+  describeNNBackend,
+  FUSION_BACKEND,
+  type FusionBackend,
+  fusionKernelNames,
+  initNN,
+} from "../../src/nn/index.js";
+import { backendUnderTest, randn } from "./compare.js";
+
+describe("backend selection", () => {
+  it("initNN reports the active backend in one line", async () => {
+    const name = await backendUnderTest();
+    const info = await initNN({ log: null });
+    assert.equal(info.backend, name);
+    assert.equal(tf.getBackend(), name);
+    assert.match(describeNNBackend(info), new RegExp(`^nn backend: ${name} \\(tfjs 4\\.22`));
+    if (!info.native) assert.match(describeNNBackend(info), /apt-get install libopenblas-dev/);
+    if (process.env.FUSIONKIT_BACKEND) assert.equal(name, process.env.FUSIONKIT_BACKEND);
+  });
+  it("the fusionkit backend overrides the hot kernels", async (t) => {
+    if ((await backendUnderTest()) !== FUSION_BACKEND) return t.skip("fusionkit backend not selected");
+    const names = fusionKernelNames();
+    for (const k of [
+      "BatchMatMul",
+      "_FusedMatMul",
+      "Conv2D",
+      "Conv2DBackpropFilter",
+      "Add",
+      "Multiply",
+      "Sum",
+      "Softmax",
+    ])
+      assert.ok(names.includes(k), `${k} is not overridden`);
+  });
+});
+
+describe("buffer pool", () => {
+  it("values read by dataSync survive disposal and later kernels", async () => {
+    await backendUnderTest();
+    const a = tf.tensor(randn(1000, 1));
+    const b = tf.tensor(randn(1000, 2));
+    const c = tf.add(a, b);
+    const seen = c.dataSync();
+    const copy = Float32Array.from(seen);
+    c.dispose();
+    for (let i = 0; i < 5; i++) tf.mul(a, b).dispose();
+    assert.deepEqual(seen, copy);
+    tf.dispose([a, b]);
+  });
+  it("a tensor created from a caller's array never lends that array to the pool", async () => {
+    await backendUnderTest();
+    const mine = randn(512, 3);
+    const copy = Float32Array.from(mine);
+    tf.tensor(mine).dispose();
+    for (let i = 0; i < 5; i++) tf.tidy(() => tf.square(tf.tensor(randn(512, 4))).dataSync());
+    assert.deepEqual(mine, copy);
+  });
+  it("disposed outputs are recycled", async (t) => {
+    if ((await backendUnderTest()) !== FUSION_BACKEND) return t.skip("fusionkit backend not selected");
+    const be = tf.backend() as FusionBackend;
+    const x = tf.tensor(randn(4096, 5));
+    tf.square(x).dispose();
+    assert.ok(be.pool.pooledBytes >= 4096 * 4);
+    const before = be.pool.pooledBytes;
+    const y = tf.square(x);
+    assert.equal(be.pool.pooledBytes, before - 4096 * 4);
+    tf.dispose([x, y]);
+  });
+  it("a view of a pooled buffer (a reshape, a slice) keeps it alive", async () => {
+    await backendUnderTest();
+    const x = tf.tensor(randn(64, 6), [8, 8]);
+    const sq = tf.square(x);
+    const row = tf.slice(sq, [2, 0], [1, 8]);
+    const expected = Float32Array.from(sq.dataSync().subarray(16, 24));
+    sq.dispose();
+    for (let i = 0; i < 3; i++) tf.square(x).dispose();
+    assert.deepEqual(row.dataSync(), expected);
+    tf.dispose([x, row]);
+  });
+});
+
+describe("training", () => {
+  it("no tensor leaks: the count after 100 Adam steps equals the count after 1 (MLP and CNN)", async () => {
+    await backendUnderTest();
+    const w1 = tf.variable(tf.tensor(randn(20 * 16, 1, 0.2), [20, 16]));
+    const b1 = tf.variable(tf.zeros([16]));
+    const k = tf.variable(tf.tensor(randn(3 * 3 * 1 * 4, 2, 0.2), [3, 3, 1, 4]));
+    const kb = tf.variable(tf.zeros([4]));
+    const w2 = tf.variable(tf.tensor(randn(32 * 3, 3, 0.2), [32, 3]));
+    const params = [w1, b1, k, kb, w2];
+    const x = tf.tensor(randn(8 * 20, 4), [8, 20]);
+    const img = tf.tensor(randn(8 * 6 * 6, 5), [8, 6, 6, 1]);
+    const y = tf.oneHot(tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], "int32"), 3);
+    const opt = tf.train.adam(0.01);
+    const losses: number[] = [];
+    const step = () => {
+      const loss = opt.minimize(
+        () => {
+          const h = tf.fused.matMul({ a: x, b: w1, bias: b1, activation: "relu" });
+          const c = tf.fused.conv2d({
+            x: img as tf.Tensor4D,
+            filter: k as tf.Tensor as tf.Tensor4D,
+            strides: 1,
+            pad: "valid",
+            bias: kb,
+            activation: "relu",
+          });
+          const p = tf.reshape(tf.maxPool(c, 2, 2, "valid"), [8, 16]);
+          const logits = tf.matMul(tf.concat([h, p], 1), w2);
+          return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+        },
+        true,
+        params,
+      );
+      losses.push(loss!.dataSync()[0]);
+      loss!.dispose();
+    };
+    step();
+    const after1 = tf.memory().numTensors;
+    for (let i = 1; i < 100; i++) step();
+    assert.equal(tf.memory().numTensors, after1);
+    assert.ok(losses[99] < losses[0] * 0.5, `loss did not fall: ${losses[0]} -> ${losses[99]}`);
+    tf.dispose([...params, x, img, y]);
+    opt.dispose();
+  });
+});

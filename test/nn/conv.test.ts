@@ -1,0 +1,146 @@
+import { describe, it } from "node:test";
+import * as tf from "@tensorflow/tfjs";
+import { agrees, randn, sizeOf, withGrads } from "./compare.js";
+
+type Pad = "same" | "valid" | [[0, 0], [number, number], [number, number], [0, 0]];
+
+interface Case {
+  x: [number, number, number, number];
+  f: [number, number, number, number];
+  strides: number | [number, number];
+  pad: Pad;
+  dilations?: number | [number, number];
+}
+
+const CASES: Case[] = [
+  { x: [2, 7, 7, 3], f: [3, 3, 3, 4], strides: 1, pad: "valid" },
+  { x: [2, 7, 7, 3], f: [3, 3, 3, 4], strides: 1, pad: "same" },
+  { x: [1, 9, 8, 2], f: [3, 2, 2, 5], strides: [2, 3], pad: "same" },
+  { x: [3, 8, 8, 4], f: [2, 2, 4, 3], strides: 2, pad: "valid" },
+  {
+    x: [2, 6, 7, 3],
+    f: [3, 3, 3, 2],
+    strides: 1,
+    pad: [
+      [0, 0],
+      [1, 2],
+      [0, 1],
+      [0, 0],
+    ],
+  },
+  { x: [2, 5, 5, 6], f: [1, 1, 6, 4], strides: 1, pad: "valid" }, // pointwise: no im2col
+  { x: [1, 6, 6, 1], f: [5, 5, 1, 2], strides: 1, pad: "same" },
+  { x: [40, 6, 6, 8], f: [3, 3, 8, 8], strides: 1, pad: "same" }, // more than one im2col chunk
+];
+
+const DILATED: Case[] = [
+  { x: [2, 9, 9, 2], f: [3, 3, 2, 3], strides: 1, pad: "valid", dilations: 2 },
+  { x: [1, 10, 9, 3], f: [2, 3, 3, 2], strides: 1, pad: "same", dilations: [2, 3] },
+];
+
+describe("Conv2D and its gradients (Conv2DBackpropInput, Conv2DBackpropFilter)", () => {
+  for (const [i, c] of CASES.entries()) {
+    it(`x ${c.x} filter ${c.f} strides ${c.strides} pad ${JSON.stringify(c.pad)}`, async () => {
+      await agrees(`conv ${i}`, () =>
+        withGrads(
+          (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, c.strides, c.pad),
+          [
+            [randn(sizeOf(c.x), i + 1), c.x],
+            [randn(sizeOf(c.f), i + 31), c.f],
+          ],
+        ),
+      );
+    });
+  }
+  for (const [i, c] of DILATED.entries()) {
+    it(`dilated ${c.dilations}: x ${c.x} filter ${c.f} pad ${c.pad} (forward; tfjs has no dilated conv gradient)`, async () => {
+      await agrees(`dilated ${i}`, () =>
+        tf.conv2d(
+          tf.tensor4d(randn(sizeOf(c.x), i), c.x),
+          tf.tensor4d(randn(sizeOf(c.f), i + 9), c.f),
+          c.strides,
+          c.pad,
+          "NHWC",
+          c.dilations,
+        ),
+      );
+    });
+  }
+  it("conv2dTranspose (Conv2DBackpropInput directly) with stride 2", async () => {
+    await agrees("conv2dTranspose", () =>
+      tf.conv2dTranspose(
+        tf.tensor4d(randn(2 * 4 * 4 * 5, 1), [2, 4, 4, 5]),
+        tf.tensor4d(randn(3 * 3 * 3 * 5, 2), [3, 3, 3, 5]),
+        [2, 8, 8, 3],
+        2,
+        "same",
+      ),
+    );
+  });
+});
+
+describe("FusedConv2D", () => {
+  for (const activation of ["linear", "relu", "sigmoid", "leakyrelu"] as const) {
+    it(`bias + ${activation}: value and gradients`, async () => {
+      const c = CASES[2];
+      await agrees(`fused conv ${activation}`, () =>
+        withGrads(
+          (x, f, bias) =>
+            tf.fused.conv2d({
+              x: x as tf.Tensor4D,
+              filter: f as tf.Tensor4D,
+              strides: c.strides,
+              pad: c.pad,
+              bias,
+              activation,
+              leakyreluAlpha: 0.2,
+            }),
+          [
+            [randn(sizeOf(c.x), 5), c.x],
+            [randn(sizeOf(c.f), 6), c.f],
+            [randn(c.f[3], 7), [c.f[3]]],
+          ],
+        ),
+      );
+    });
+  }
+  it("dilated, with bias", async () => {
+    const c = DILATED[1];
+    await agrees("fused dilated", () =>
+      tf.fused.conv2d({
+        x: tf.tensor4d(randn(sizeOf(c.x), 1), c.x),
+        filter: tf.tensor4d(randn(sizeOf(c.f), 2), c.f),
+        strides: 1,
+        pad: c.pad,
+        dilations: c.dilations,
+        bias: tf.tensor1d(randn(c.f[3], 3)),
+        activation: "relu",
+      }),
+    );
+  });
+});
+
+describe("MaxPool and MaxPoolGrad", () => {
+  const pools: [number[], number | [number, number], number | [number, number], "same" | "valid"][] = [
+    [[2, 8, 8, 3], 2, 2, "valid"],
+    [[2, 7, 7, 3], 3, 2, "same"],
+    [[1, 9, 6, 4], [3, 2], [1, 2], "valid"],
+    [[2, 5, 5, 2], 2, 1, "same"],
+  ];
+  for (const [i, [shape, size, strides, pad]] of pools.entries()) {
+    it(`x ${shape} window ${size} strides ${strides} ${pad}: value and gradient`, async () => {
+      await agrees(`maxPool ${i}`, () =>
+        withGrads((x) => tf.maxPool(x as tf.Tensor4D, size, strides, pad), [[randn(sizeOf(shape), 40 + i), shape]]),
+      );
+    });
+  }
+  it("ties after relu send the gradient to the first maximum, as cpu does", async () => {
+    const shape = [2, 6, 6, 3];
+    await agrees("maxPool ties", () =>
+      withGrads(
+        (x) => tf.maxPool(tf.relu(x) as tf.Tensor4D, 2, 2, "valid"),
+        [[randn(sizeOf(shape), 8).map((v) => v - 1), shape]],
+      ),
+    );
+  });
+});
