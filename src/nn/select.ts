@@ -1,6 +1,7 @@
 /**
- * Backend selection: `fusionkit` (native BLAS) when the binding loads, else `wasm` (with the gradients in
- * wasm-grads.ts), else tfjs's `cpu`. `FUSIONKIT_BACKEND` (or the `backend` option) overrides; the choice is reported once.
+ * Backend selection: `fusionkit` (native BLAS) when the binding loads, else `wasm` (with the kernels in
+ * wasm-kernels.ts that make it train), else tfjs's `cpu`. `FUSIONKIT_BACKEND` (or the `backend` option) overrides;
+ * the choice is reported once.
  */
 import * as tf from "@tensorflow/tfjs";
 import { FUSION_BACKEND } from "./backend.js";
@@ -41,8 +42,8 @@ async function tryBackend(name: NNBackendName): Promise<boolean> {
   if (name === "fusionkit" && !registerFusionBackend()) return false;
   if (name === "wasm" && !wasmLoaded) {
     await import("@tensorflow/tfjs-backend-wasm");
-    const { registerWasmGradients } = await import("./wasm-grads.js");
-    registerWasmGradients();
+    const { registerWasmKernels } = await import("./wasm-kernels.js");
+    registerWasmKernels();
     wasmLoaded = true;
   }
   try {

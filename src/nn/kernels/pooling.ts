@@ -31,7 +31,7 @@ function poolInfo(shape: number[], a: PoolAttrs): Info {
  * For every output pixel and channel, the flat input index of the window's first maximum (-1 for an empty window),
  * and optionally the maximum itself.
  */
-function maxPositions(x: Float32Array, c: Info, pos: Int32Array, out: Float32Array | null): void {
+export function maxPositions(x: Float32Array, c: Info, pos: Int32Array, out: Float32Array | null): void {
   const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = c;
   const { strideHeight: sh, strideWidth: sw, filterHeight: FH, filterWidth: FW } = c;
   const top = c.padInfo.top;
