@@ -6,6 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { FUSION_BACKEND, FusionBackend } from "./backend.js";
 import { blas } from "./blas.js";
+import { adamKernel } from "./kernels/adam.js";
 import { convKernels } from "./kernels/conv.js";
 import { elementwiseKernels } from "./kernels/elementwise.js";
 import { matMulKernels } from "./kernels/matmul.js";
@@ -26,6 +27,7 @@ export function registerFusionBackend(): boolean {
     ...elementwiseKernels(),
     ...reduceKernels(),
     ...poolingKernels(),
+    adamKernel(),
   ];
   for (const k of fast) {
     if (tf.getKernel(k.kernelName, FUSION_BACKEND) !== undefined) tf.unregisterKernel(k.kernelName, FUSION_BACKEND);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import {
+  adam,
   describeNNBackend,
   FUSION_BACKEND,
   type FusionBackend,
@@ -94,7 +95,7 @@ describe("training", () => {
     const x = tf.tensor(randn(8 * 20, 4), [8, 20]);
     const img = tf.tensor(randn(8 * 6 * 6, 5), [8, 6, 6, 1]);
     const y = tf.oneHot(tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], "int32"), 3);
-    const opt = tf.train.adam(0.01);
+    const opt = adam(0.01);
     const losses: number[] = [];
     const step = () => {
       const loss = opt.minimize(

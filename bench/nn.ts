@@ -1,0 +1,124 @@
+// npm run bench:nn — MLP 784-512-512-512-10 and a small CNN (conv 3x3x32, conv 3x3x64, max-pool 2, dense 10), batch
+// 128: an Adam training step and a forward pass on the fusionkit, wasm and cpu TensorFlow.js backends (each in its own
+// process), and PyTorch CPU (2 threads) when Debian's python3-torch is importable from /usr/bin/python3. Prints
+// medians and ratios to PyTorch.
+//   npm run bench:nn -- [--backends fusionkit,wasm,cpu] [--reps 20] [--json]
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import * as tf from "@tensorflow/tfjs";
+import { adam, initNN, type NNBackendName } from "../src/nn/index.js";
+import { batch, cnn, mlp, trainStep } from "./nn-models.js";
+
+type Timings = Record<"mlp" | "cnn", { train: number; forward: number; trainReps: number; forwardReps: number }>;
+
+const args = process.argv.slice(2);
+const opt = (name: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Median of up to `reps` runs after one warm-up, stopping early once `budgetMs` is spent (the cpu backend is slow). */
+function measure(fn: () => void, reps: number, budgetMs: number): { ms: number; reps: number } {
+  fn();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < reps && (times.length < 3 || performance.now() - start < budgetMs)) {
+    const t0 = performance.now();
+    fn();
+    times.push(performance.now() - t0);
+  }
+  return { ms: median(times), reps: times.length };
+}
+
+async function worker(backend: NNBackendName, reps: number): Promise<void> {
+  const info = await initNN({ backend, log: null });
+  if (info.backend !== backend) throw new Error(`${backend} backend unavailable: ${info.reason ?? ""}`);
+  const out: Partial<Timings> = {};
+  const budget = backend === "cpu" ? 10_000 : 30_000;
+  for (const [key, make] of [
+    ["mlp", mlp],
+    ["cnn", cnn],
+  ] as const) {
+    const model = make();
+    const optimizer = adam(1e-3);
+    const { x, y } = batch(model, 128);
+    const train = measure(() => trainStep(model, optimizer, x, y), reps, budget);
+    const forward = measure(() => tf.tidy(() => model.forward(x).dataSync()), reps, budget);
+    out[key] = { train: train.ms, forward: forward.ms, trainReps: train.reps, forwardReps: forward.reps };
+    tf.dispose([x, y, ...model.params]);
+    optimizer.dispose();
+  }
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+function runWorker(backend: NNBackendName, reps: number): Timings | string {
+  const self = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, [...process.execArgv, self, "--worker", backend, "--reps", String(reps)], {
+    encoding: "utf8",
+    maxBuffer: 1 << 24,
+  });
+  const line = r.stdout.trim().split("\n").at(-1) ?? "";
+  if (r.status !== 0 || !line.startsWith("{")) return (r.stderr.trim().split("\n").at(-1) ?? "failed").slice(0, 80);
+  return JSON.parse(line) as Timings;
+}
+
+function runTorch(reps: number): { timings?: Record<"mlp" | "cnn", { train: number; forward: number }>; note: string } {
+  const probe = spawnSync("/usr/bin/python3", ["-c", "import torch; print(torch.__version__)"], { encoding: "utf8" });
+  if (probe.status !== 0) return { note: "PyTorch not installed (apt-get install python3-torch)" };
+  const script = fileURLToPath(new URL("./nn-torch.py", import.meta.url));
+  const r = spawnSync("/usr/bin/python3", [script, String(reps)], { encoding: "utf8", maxBuffer: 1 << 24 });
+  if (r.status !== 0) return { note: `PyTorch run failed: ${r.stderr.trim().split("\n").at(-1)}` };
+  const parsed = JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "{}");
+  return { timings: parsed, note: `PyTorch ${parsed.torch}, 2 threads` };
+}
+
+async function main(): Promise<void> {
+  const reps = Number(opt("reps") ?? 20);
+  const w = opt("worker");
+  if (w !== undefined) return worker(w as NNBackendName, reps);
+  const backends = (opt("backends") ?? "fusionkit,wasm,cpu").split(",") as NNBackendName[];
+  const results = new Map<string, Timings | string>();
+  for (const b of backends) {
+    process.stderr.write(`# ${b}...\n`);
+    results.set(b, runWorker(b, reps));
+  }
+  process.stderr.write("# pytorch...\n");
+  const torch = runTorch(reps);
+  if (args.includes("--json")) {
+    process.stdout.write(`${JSON.stringify({ backends: Object.fromEntries(results), torch }, null, 2)}\n`);
+    return;
+  }
+  const cols = [...backends, "pytorch"];
+  const header = ["model", "phase", ...cols.map((c) => `${c} ms`), ...backends.map((b) => `${b}/torch`)];
+  const rows: string[][] = [];
+  for (const model of ["mlp", "cnn"] as const) {
+    for (const phase of ["train", "forward"] as const) {
+      const t = torch.timings?.[model][phase];
+      const cells = backends.map((b) => {
+        const r = results.get(b);
+        return typeof r === "string" ? undefined : r?.[model][phase];
+      });
+      rows.push([
+        model === "mlp" ? "MLP 784-512x3-10" : "CNN c32-c64-pool-d10",
+        phase === "train" ? "Adam step" : "forward",
+        ...cells.map((c) => (c === undefined ? "-" : c.toFixed(1))),
+        t === undefined ? "-" : t.toFixed(1),
+        ...cells.map((c) => (c === undefined || t === undefined ? "-" : `${(c / t).toFixed(2)}x`)),
+      ]);
+    }
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (r: string[]) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  console.log(`batch 128, medians of up to ${reps} runs (cpu: fewer, 10 s budget); ${torch.note}`);
+  console.log(fmt(header));
+  for (const r of rows) console.log(fmt(r));
+  for (const [b, r] of results) if (typeof r === "string") console.log(`${b}: ${r}`);
+}
+
+await main();
