@@ -12,6 +12,7 @@ import { elementwiseKernels } from "./kernels/elementwise.js";
 import { matMulKernels } from "./kernels/matmul.js";
 import { poolingKernels } from "./kernels/pooling.js";
 import { reduceKernels } from "./kernels/reduce.js";
+import { registerReluGradient, reluGradKernel } from "./kernels/relu-grad.js";
 
 let registered = false;
 
@@ -28,11 +29,13 @@ export function registerFusionBackend(): boolean {
     ...reduceKernels(),
     ...poolingKernels(),
     adamKernel(),
+    reluGradKernel(),
   ];
   for (const k of fast) {
     if (tf.getKernel(k.kernelName, FUSION_BACKEND) !== undefined) tf.unregisterKernel(k.kernelName, FUSION_BACKEND);
     tf.registerKernel(k);
   }
+  registerReluGradient();
   registered = true;
   return true;
 }

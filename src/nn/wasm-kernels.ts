@@ -203,7 +203,7 @@ export function registerWasmKernels(): void {
       a.dimRoundingMode,
     );
     const pos = new Int32Array(dy.shape.reduce((p, d) => p * d, 1));
-    maxPositions(be.typedArrayFromHeap(input), c, pos, null);
+    maxPositions(be.typedArrayFromHeap(input), c, pos, new Float32Array(pos.length));
     const out = be.makeOutput([...input.shape], "float32");
     const dx = be.typedArrayFromHeap(out);
     const dyv = be.typedArrayFromHeap(dy);

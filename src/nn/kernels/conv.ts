@@ -66,21 +66,32 @@ function im2col(x: Float32Array, c: Info, b0: number, b1: number, cols: Float32A
   const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = c;
   const top = c.padInfo.top;
   const left = c.padInfo.left;
+  const span = FW * C;
   let o = 0;
   for (let b = b0; b < b1; b++) {
     const xb = b * H * W * C;
     for (let oh = 0; oh < OH; oh++) {
       for (let ow = 0; ow < OW; ow++) {
+        const iw0 = ow * sw - left;
+        // the whole filter row lies inside the input and is one contiguous run of FW * C values
+        const contiguous = dw === 1 && iw0 >= 0 && iw0 + FW <= W;
         for (let kh = 0; kh < FH; kh++) {
           const ih = oh * sh - top + kh * dh;
           if (ih < 0 || ih >= H) {
-            cols.fill(0, o, o + FW * C);
-            o += FW * C;
+            cols.fill(0, o, o + span);
+            o += span;
             continue;
           }
           const xr = xb + ih * W * C;
+          if (contiguous) {
+            const src = xr + iw0 * C;
+            if (span >= 32) cols.set(x.subarray(src, src + span), o);
+            else for (let j = 0; j < span; j++) cols[o + j] = x[src + j];
+            o += span;
+            continue;
+          }
           for (let kw = 0; kw < FW; kw++) {
-            const iw = ow * sw - left + kw * dw;
+            const iw = iw0 + kw * dw;
             if (iw < 0 || iw >= W) {
               for (let ci = 0; ci < C; ci++) cols[o++] = 0;
             } else {
@@ -100,20 +111,29 @@ function col2im(cols: Float32Array, c: Info, b0: number, b1: number, dx: Float32
   const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = c;
   const top = c.padInfo.top;
   const left = c.padInfo.left;
+  const span = FW * C;
   let o = 0;
   for (let b = b0; b < b1; b++) {
     const xb = b * H * W * C;
     for (let oh = 0; oh < OH; oh++) {
       for (let ow = 0; ow < OW; ow++) {
+        const iw0 = ow * sw - left;
+        const contiguous = dw === 1 && iw0 >= 0 && iw0 + FW <= W;
         for (let kh = 0; kh < FH; kh++) {
           const ih = oh * sh - top + kh * dh;
           if (ih < 0 || ih >= H) {
-            o += FW * C;
+            o += span;
             continue;
           }
           const xr = xb + ih * W * C;
+          if (contiguous) {
+            const dst = xr + iw0 * C;
+            for (let j = 0; j < span; j++) dx[dst + j] += cols[o + j];
+            o += span;
+            continue;
+          }
           for (let kw = 0; kw < FW; kw++) {
-            const iw = ow * sw - left + kw * dw;
+            const iw = iw0 + kw * dw;
             if (iw < 0 || iw >= W) {
               o += C;
             } else {
