@@ -3,8 +3,8 @@
  * kernels/adam.ts) and tfjs's own `tf.train.adam` elsewhere; both follow tfjs's update rule.
  */
 import * as tf from "@tensorflow/tfjs";
-import { FUSION_BACKEND } from "./backend.js";
-import { ADAM_KERNEL } from "./kernels/adam.js";
+import { FUSION_BACKEND, type FusionBackend } from "./backend.js";
+import { ADAM_KERNEL, adamUpdate } from "./kernels/adam.js";
 
 export class FusedAdamOptimizer extends tf.Optimizer {
   static className = "FusionkitAdam";
@@ -40,6 +40,17 @@ export class FusedAdamOptimizer extends tf.Optimizer {
         epsilon: this.epsilon,
         step,
       };
+      const be = engine.backend as FusionBackend;
+      const xv = be.f32(value);
+      if (
+        value.dtype === "float32" &&
+        grad.dtype === "float32" &&
+        be.refCount(value.dataId) === 1 &&
+        be.pool.exclusive(xv)
+      ) {
+        adamUpdate(xv, be.f32(grad), be.f32(state.m), be.f32(state.v), xv, attrs);
+        continue;
+      }
       const next = engine.runKernel(
         ADAM_KERNEL,
         { x: value, g: grad, m: state.m, v: state.v },

@@ -58,6 +58,16 @@ export class BufferPool {
     if (values instanceof Float32Array) this.owned.delete(values.buffer);
   }
 
+  /**
+   * True when `values` is a whole pooled buffer that exactly one tensor stores and no caller has read: its owner may
+   * then update it in place without anyone else seeing the change.
+   */
+  exclusive(values: unknown): boolean {
+    if (!(values instanceof Float32Array)) return false;
+    const owned = this.owned.get(values.buffer);
+    return owned !== undefined && owned.refs === 1 && owned.array === values;
+  }
+
   /** Bytes held by free buffers. */
   get pooledBytes(): number {
     return this.freeBytes;

@@ -35,3 +35,22 @@ describe("adam()", () => {
     w.dispose();
   });
 });
+
+describe("fused Adam updates in place only when nobody else can see it", () => {
+  it("clones and dataSync'd arrays of a variable keep their values across steps", async () => {
+    await backendUnderTest();
+    const w = tf.variable(tf.tensor(randn(64, 7), [64]));
+    const opt = adam(0.1);
+    const loss = () => tf.sum(tf.square(tf.sub(w, 3))) as tf.Scalar;
+    for (let i = 0; i < 3; i++) opt.minimize(loss);
+    const snapshot = tf.clone(w);
+    const expected = Float32Array.from(w.dataSync());
+    const read = w.dataSync();
+    for (let i = 0; i < 3; i++) opt.minimize(loss);
+    assert.deepEqual(snapshot.dataSync(), expected);
+    assert.deepEqual(read, expected);
+    assert.notDeepEqual(w.dataSync(), expected);
+    tf.dispose([w, snapshot]);
+    opt.dispose();
+  });
+});
