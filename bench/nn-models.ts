@@ -1,8 +1,10 @@
 /**
- * Benchmark models for bench/nn.ts, written functionally over tfjs variables (the same shapes as bench/nn-torch.py):
+ * Benchmark models for bench/nn.ts, written functionally over tfjs variables with nn's dense / conv2d layers (the
+ * same shapes as bench/nn-torch.py):
  * MLP 784-512-512-512-10 and a small CNN (conv 3x3x32, conv 3x3x64, max-pool 2x2, dense 10) on 28x28x1 inputs.
  */
 import * as tf from "@tensorflow/tfjs";
+import { conv2d, dense } from "../src/nn/index.js";
 
 export interface BenchModel {
   name: string;
@@ -32,7 +34,7 @@ export function mlp(seed = 1): BenchModel {
       let h = x;
       for (let i = 0; i < ws.length; i++) {
         const activation = i + 1 < ws.length ? "relu" : "linear";
-        h = tf.fused.matMul({ a: h, b: ws[i], bias: bs[i], activation });
+        h = dense(h, ws[i], bs[i], activation);
       }
       return h;
     },
@@ -52,24 +54,10 @@ export function cnn(seed = 1): BenchModel {
     params: [k1, b1, k2, b2, w, b],
     inputShape: [28, 28, 1],
     forward(x) {
-      const h1 = tf.fused.conv2d({
-        x: x as tf.Tensor4D,
-        filter: k1 as tf.Tensor as tf.Tensor4D,
-        strides: 1,
-        pad: "valid",
-        bias: b1,
-        activation: "relu",
-      });
-      const h2 = tf.fused.conv2d({
-        x: h1,
-        filter: k2 as tf.Tensor as tf.Tensor4D,
-        strides: 1,
-        pad: "valid",
-        bias: b2,
-        activation: "relu",
-      });
+      const h1 = conv2d(x as tf.Tensor4D, k1 as tf.Tensor as tf.Tensor4D, b1, { activation: "relu" });
+      const h2 = conv2d(h1, k2 as tf.Tensor as tf.Tensor4D, b2, { activation: "relu" });
       const p = tf.maxPool(h2, 2, 2, "valid");
-      return tf.fused.matMul({ a: tf.reshape(p, [-1, flat]), b: w, bias: b });
+      return dense(tf.reshape(p, [-1, flat]), w, b);
     },
   };
 }

@@ -1,5 +1,5 @@
 /**
- * Optional native BLAS: CBLAS `sgemm` (row-major C = alpha * op(A) * op(B) + beta * C) through the `nblas` binding,
+ * Optional native BLAS: CBLAS `sgemm` (row-major C = alpha * op(A) * op(B) + beta * C) and `sgemv` through `nblas`,
  * which links the system BLAS (Debian: libopenblas-dev). Loading never throws; `blas()` is null when the binding is
  * missing or failed to build, and `blasLoadError()` says why.
  */
@@ -25,8 +25,24 @@ export type Sgemm = (
   ldc: number,
 ) => void;
 
+/** cblas_sgemv in row-major order: y = alpha * op(A) x + beta * y. */
+export type Sgemv = (
+  trans: number,
+  m: number,
+  n: number,
+  alpha: number,
+  a: Float32Array,
+  lda: number,
+  x: Float32Array,
+  incx: number,
+  beta: number,
+  y: Float32Array,
+  incy: number,
+) => void;
+
 export interface Blas {
   sgemm: Sgemm;
+  sgemv: Sgemv;
 }
 
 let loaded: Blas | null | undefined;
@@ -37,8 +53,8 @@ export function blas(): Blas | null {
   if (loaded !== undefined) return loaded;
   try {
     const require = createRequire(import.meta.url);
-    const mod = require("nblas") as { sgemm?: Sgemm };
-    if (typeof mod.sgemm !== "function") throw new Error("nblas has no sgemm");
+    const mod = require("nblas") as { sgemm?: Sgemm; sgemv?: Sgemv };
+    if (typeof mod.sgemm !== "function" || typeof mod.sgemv !== "function") throw new Error("nblas lacks sgemm/sgemv");
     const sgemm = mod.sgemm;
     // A 2x2 product proves the library really links and computes.
     const c = new Float32Array(4);
@@ -58,7 +74,7 @@ export function blas(): Blas | null {
       2,
     );
     if (c[0] !== 19 || c[1] !== 22 || c[2] !== 43 || c[3] !== 50) throw new Error(`nblas sgemm gave ${c.join(",")}`);
-    loaded = { sgemm };
+    loaded = { sgemm, sgemv: mod.sgemv };
   } catch (err) {
     loadError = err instanceof Error ? err.message.split("\n")[0] : String(err);
     loaded = null;

@@ -26,7 +26,7 @@ export function registerFusionBackend(): boolean {
     ...matMulKernels(native.sgemm),
     ...convKernels(native.sgemm),
     ...elementwiseKernels(),
-    ...reduceKernels(),
+    ...reduceKernels(native.sgemv),
     ...poolingKernels(),
     adamKernel(),
     reluGradKernel(),

@@ -128,3 +128,30 @@ describe("training", () => {
     opt.dispose();
   });
 });
+
+describe("layers", () => {
+  it("dense and conv2d with bias + relu agree with tfjs cpu, value and gradients", async () => {
+    const { conv2d, dense } = await import("../../src/nn/index.js");
+    const { agrees, withGrads } = await import("./compare.js");
+    await agrees("dense", () =>
+      withGrads(
+        (x, w, b) => dense(x, w, b, "relu"),
+        [
+          [randn(6 * 5, 1), [6, 5]],
+          [randn(5 * 4, 2), [5, 4]],
+          [randn(4, 3), [4]],
+        ],
+      ),
+    );
+    await agrees("conv2d", () =>
+      withGrads(
+        (x, f, b) => conv2d(x as tf.Tensor4D, f as tf.Tensor4D, b, { activation: "relu", pad: "same", strides: 2 }),
+        [
+          [randn(2 * 7 * 7 * 3, 4), [2, 7, 7, 3]],
+          [randn(3 * 3 * 3 * 5, 5), [3, 3, 3, 5]],
+          [randn(5, 6), [5]],
+        ],
+      ),
+    );
+  });
+});

@@ -120,6 +120,7 @@ describe("reductions and softmax", () => {
     [[2, 3, 4], 1, false],
     [[2, 3, 4], [0, 1, 2], false],
     [[5], 0, false],
+    [[4096, 16], 0, false], // a long column sum (BLAS sgemv on fusionkit)
   ];
   for (const [name, op] of Object.entries({ sum: tf.sum, mean: tf.mean, max: tf.max })) {
     it(`${name} along leading, trailing and middle axes: value and gradient`, async () => {

@@ -1,9 +1,11 @@
 /**
  * Reductions over Float32Arrays: Sum, Mean, Max when the reduced axes are a trailing block (rows of the flattened
- * tensor) or a leading block (columns: bias gradients); Softmax along the last axis. Other axes, dtypes: tfjs cpu.
+ * tensor) or a leading block (columns: bias gradients, summed as onesᵀA by BLAS sgemv); Softmax along the last axis.
+ * Other axes, dtypes: tfjs cpu.
  */
 import * as tf from "@tensorflow/tfjs";
 import { asFusion, FUSION_BACKEND, type FusionBackend } from "../backend.js";
+import { type Sgemv, TRANS } from "../blas.js";
 import { cpuKernel, sizeOf } from "./util.js";
 
 type Kind = "sum" | "mean" | "max";
@@ -57,6 +59,21 @@ function sumCols(x: Float32Array, outer: number, inner: number, out: Float32Arra
   for (let j = 0; j < inner; j++) out[j] = acc[j] * scale;
 }
 
+let ones = new Float32Array(0);
+
+/** Column sums (bias gradients) by sgemv: out = scale * Aᵀ 1. */
+function sumColsBlas(
+  sgemv: Sgemv,
+  x: Float32Array,
+  outer: number,
+  inner: number,
+  out: Float32Array,
+  scale: number,
+): void {
+  if (ones.length < outer) ones = new Float32Array(Math.max(outer, 2 * ones.length)).fill(1);
+  sgemv(TRANS, outer, inner, scale, x, inner, ones, 1, 0, out, 1);
+}
+
 function maxRows(x: Float32Array, outer: number, inner: number, out: Float32Array): void {
   for (let r = 0; r < outer; r++) {
     const base = r * inner;
@@ -80,7 +97,7 @@ function maxCols(x: Float32Array, outer: number, inner: number, out: Float32Arra
   }
 }
 
-function reduceKernel(name: string, kind: Kind): tf.KernelConfig {
+function reduceKernel(name: string, kind: Kind, sgemv: Sgemv | null): tf.KernelConfig {
   const fallback = cpuKernel(name);
   const kernelFunc: tf.KernelFunc = (args) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
@@ -99,6 +116,7 @@ function reduceKernel(name: string, kind: Kind): tf.KernelConfig {
     } else {
       const scale = kind === "mean" ? 1 / count : 1;
       if (s.trailing) sumRows(xv, s.outer, s.inner, out, scale);
+      else if (sgemv !== null && s.inner > 1) sumColsBlas(sgemv, xv, s.outer, s.inner, out, scale);
       else sumCols(xv, s.outer, s.inner, out, scale);
     }
     return be.output(s.outShape, out);
@@ -134,6 +152,11 @@ function softmaxKernel(): tf.KernelConfig {
   return { kernelName: "Softmax", backendName: FUSION_BACKEND, kernelFunc };
 }
 
-export function reduceKernels(): tf.KernelConfig[] {
-  return [reduceKernel("Sum", "sum"), reduceKernel("Mean", "mean"), reduceKernel("Max", "max"), softmaxKernel()];
+export function reduceKernels(sgemv: Sgemv | null = null): tf.KernelConfig[] {
+  return [
+    reduceKernel("Sum", "sum", sgemv),
+    reduceKernel("Mean", "mean", sgemv),
+    reduceKernel("Max", "max", null),
+    softmaxKernel(),
+  ];
 }
