@@ -8,7 +8,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { asFusion, FUSION_BACKEND, type FusionBackend } from "../backend.js";
 import { NO_TRANS, type Sgemm, TRANS } from "../blas.js";
-import { applyActivation, FUSED_ACTIVATIONS, fillRows } from "./activation.js";
+import { applyActivation, FUSED_ACTIVATIONS } from "./activation.js";
 import { allFloat32, cpuKernel } from "./util.js";
 
 type Info = tf.backend_util.Conv2DInfo;
@@ -60,8 +60,11 @@ function imagesPerChunk(c: Info): number {
   return Math.max(1, Math.min(c.batchSize, Math.floor(CHUNK_FLOATS / Math.max(1, perImage))));
 }
 
-/** cols[(b - b0, oh, ow), (kh, kw, ci)] = x[b, ih, iw, ci] (0 outside the input), for images b0 <= b < b1. */
-function im2col(x: Float32Array, c: Info, b0: number, b1: number, cols: Float32Array): void {
+/**
+ * cols[(b - b0, oh, ow), (kh, kw, ci)] = x[b, ih, iw, ci] (0 outside the input), for images b0 <= b < b1; with
+ * `onesColumn`, every row ends in an extra 1 so that a bias row appended to the filter adds the bias inside the GEMM.
+ */
+function im2col(x: Float32Array, c: Info, b0: number, b1: number, cols: Float32Array, onesColumn = false): void {
   const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, filterHeight: FH, filterWidth: FW } = c;
   const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = c;
   const top = c.padInfo.top;
@@ -100,6 +103,7 @@ function im2col(x: Float32Array, c: Info, b0: number, b1: number, cols: Float32A
             }
           }
         }
+        if (onesColumn) cols[o++] = 1;
       }
     }
   }
@@ -147,7 +151,48 @@ function col2im(cols: Float32Array, c: Info, b0: number, b1: number, dx: Float32
   }
 }
 
-/** y[B*OH*OW, CO] = cols(x) W [+ y when accumulate] */
+/** Bias and activation applied to rows of the output while they are still in cache. */
+interface Epilogue {
+  bias: Float32Array | null;
+  activation: string;
+  alpha: number;
+}
+
+function finish(y: Float32Array, n: number, e: Epilogue | null): void {
+  if (e === null) return;
+  const b = e.bias;
+  if (b !== null && b.length === n && (e.activation === "relu" || e.activation === "linear")) {
+    if (e.activation === "relu") biasRelu(y, b, n);
+    else biasAdd(y, b, n);
+    return;
+  }
+  if (b !== null && b.length === 1) {
+    const v = b[0];
+    for (let i = 0; i < y.length; i++) y[i] += v;
+  } else if (b !== null) biasAdd(y, b, n);
+  applyActivation(y, e.activation, e.alpha);
+}
+
+function biasAdd(y: Float32Array, b: Float32Array, n: number): void {
+  for (let r = 0; r < y.length; r += n) {
+    for (let j = 0; j < n; j++) y[r + j] += b[j];
+  }
+}
+
+/** y = relu(y + b), branch-free (the sign is random). */
+function biasRelu(y: Float32Array, b: Float32Array, n: number): void {
+  for (let r = 0; r < y.length; r += n) {
+    for (let j = 0; j < n; j++) {
+      const v = y[r + j] + b[j];
+      y[r + j] = v === Number.NEGATIVE_INFINITY ? 0 : v * Number(v > 0);
+    }
+  }
+}
+
+/**
+ * y[B*OH*OW, CO] = cols(x) W, then the epilogue, chunk by chunk. A bias of one value per output channel rides in the
+ * GEMM (a ones column in cols, the bias as an extra filter row), leaving only the activation for the epilogue.
+ */
 function convForward(
   sgemm: Sgemm,
   be: FusionBackend,
@@ -155,24 +200,38 @@ function convForward(
   w: Float32Array,
   c: Info,
   y: Float32Array,
-  beta: number,
+  epilogue: Epilogue | null,
 ): void {
   const K = c.filterHeight * c.filterWidth * c.inChannels;
   const N = c.outChannels;
   const rowsPerImage = c.outHeight * c.outWidth;
   if (isPointwise(c)) {
-    sgemm(NO_TRANS, NO_TRANS, c.batchSize * rowsPerImage, N, K, 1, x, K, w, N, beta, y, N);
+    sgemm(NO_TRANS, NO_TRANS, c.batchSize * rowsPerImage, N, K, 1, x, K, w, N, 0, y, N);
+    finish(y, N, epilogue);
     return;
   }
+  const bias = epilogue?.bias ?? null;
+  const inGemm = bias !== null && bias.length === N;
+  const KK = inGemm ? K + 1 : K;
+  let wk = w;
+  if (inGemm) {
+    wk = be.pool.alloc(KK * N);
+    wk.set(w);
+    wk.set(bias, K * N);
+  }
+  const rest: Epilogue | null = epilogue === null ? null : { ...epilogue, bias: inGemm ? null : bias };
   const per = imagesPerChunk(c);
-  const cols = be.pool.alloc(per * rowsPerImage * K);
+  const cols = be.pool.alloc(per * rowsPerImage * KK);
   for (let b0 = 0; b0 < c.batchSize; b0 += per) {
     const b1 = Math.min(c.batchSize, b0 + per);
     const M = (b1 - b0) * rowsPerImage;
-    im2col(x, c, b0, b1, cols);
-    sgemm(NO_TRANS, NO_TRANS, M, N, K, 1, cols, K, w, N, beta, y.subarray(b0 * rowsPerImage * N), N);
+    im2col(x, c, b0, b1, cols, inGemm);
+    const ys = y.subarray(b0 * rowsPerImage * N, b1 * rowsPerImage * N);
+    sgemm(NO_TRANS, NO_TRANS, M, N, KK, 1, cols, KK, wk, N, 0, ys, N);
+    finish(ys, N, rest);
   }
   be.pool.release(cols);
+  if (wk !== w) be.pool.release(wk);
 }
 
 export function convKernels(sgemm: Sgemm): tf.KernelConfig[] {
@@ -189,7 +248,7 @@ export function convKernels(sgemm: Sgemm): tf.KernelConfig[] {
     const be = asFusion(args.backend);
     const c = info(x.shape as Shape4, filter.shape as Shape4, a);
     const y = be.pool.alloc(c.outShape[0] * c.outShape[1] * c.outShape[2] * c.outShape[3]);
-    if (y.length > 0) convForward(sgemm, be, be.f32(x), be.f32(filter), c, y, 0);
+    if (y.length > 0) convForward(sgemm, be, be.f32(x), be.f32(filter), c, y, null);
     return be.output([...c.outShape], y);
   };
 
@@ -211,15 +270,8 @@ export function convKernels(sgemm: Sgemm): tf.KernelConfig[] {
     const be = asFusion(args.backend);
     const c = info(x.shape as Shape4, filter.shape as Shape4, a);
     const y = be.pool.alloc(c.outShape[0] * c.outShape[1] * c.outShape[2] * c.outShape[3]);
-    let beta = 0;
-    if (bias !== undefined) {
-      const bv = be.f32(bias);
-      if (bv.length === 1) y.fill(bv[0]);
-      else fillRows(y, bv, co);
-      beta = 1;
-    }
-    if (y.length > 0) convForward(sgemm, be, be.f32(x), be.f32(filter), c, y, beta);
-    applyActivation(y, activation, a.leakyreluAlpha);
+    const epilogue = { bias: bias === undefined ? null : be.f32(bias), activation, alpha: a.leakyreluAlpha ?? 0.2 };
+    if (y.length > 0) convForward(sgemm, be, be.f32(x), be.f32(filter), c, y, epilogue);
     return be.output([...c.outShape], y);
   };
 
