@@ -54,7 +54,10 @@ export function cnn(seed = 1): BenchModel {
     params: [k1, b1, k2, b2, w, b],
     inputShape: [28, 28, 1],
     forward(x) {
-      const h1 = conv2d(x as tf.Tensor4D, k1 as tf.Tensor as tf.Tensor4D, b1, { activation: "relu" });
+      const h1 = conv2d(x as tf.Tensor4D, k1 as tf.Tensor as tf.Tensor4D, b1, {
+        activation: "relu",
+        inputGradient: false,
+      });
       const h2 = conv2d(h1, k2 as tf.Tensor as tf.Tensor4D, b2, { activation: "relu" });
       const p = tf.maxPool(h2, 2, 2, "valid");
       return dense(tf.reshape(p, [-1, flat]), w, b);

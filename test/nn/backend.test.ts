@@ -130,6 +130,30 @@ describe("training", () => {
 });
 
 describe("layers", () => {
+  it("conv2d with inputGradient: false gives the same filter and bias gradients", async () => {
+    const { conv2d } = await import("../../src/nn/index.js");
+    const { agrees } = await import("./compare.js");
+    const x = randn(2 * 6 * 6 * 2, 1);
+    const f = randn(3 * 3 * 2 * 4, 2);
+    const b = randn(4, 3);
+    for (const [strides, pad] of [
+      [1, "valid"],
+      [2, "same"],
+    ] as const) {
+      await agrees("conv2d no dx", () => {
+        const xt = tf.tensor4d(x, [2, 6, 6, 2]);
+        const r = tf.tensor(randn(tf.conv2d(xt, tf.zeros([3, 3, 2, 4]) as tf.Tensor4D, strides, pad).size, 4));
+        const g = tf.grads((ft: tf.Tensor, bt: tf.Tensor) => {
+          const y =
+            tf.getBackend() === "cpu"
+              ? tf.relu(tf.add(tf.conv2d(xt, ft as tf.Tensor4D, strides, pad), bt))
+              : conv2d(xt, ft as tf.Tensor4D, bt, { strides, pad, activation: "relu", inputGradient: false });
+          return tf.sum(tf.mul(tf.reshape(y, [-1]), r));
+        });
+        return g([tf.tensor4d(f, [3, 3, 2, 4]), tf.tensor1d(b)]);
+      });
+    }
+  });
   it("dense and conv2d with bias + relu agree with tfjs cpu, value and gradients", async () => {
     const { conv2d, dense } = await import("../../src/nn/index.js");
     const { agrees, withGrads } = await import("./compare.js");
