@@ -5,9 +5,11 @@
  *   transposed products are slow, and _FusedMatMul's are wrong); a bias that is not one row is added after the product.
  * - `Conv2DBackpropFilter` (missing in wasm): dW[kh, kw] = x-window^T dy, one GEMM per filter tap ("GEMM slices").
  * - `MaxPoolGrad`: its result disagrees with tfjs cpu; recomputed in JS over the wasm heap (first maximum).
- * The input gradient of conv2d uses wasm's own Conv2DBackpropInput.
+ * - `Conv2DBackpropInput` for stride 1: a forward Conv2D (XNNPACK) of dy with the flipped filter (wasm's own
+ *   backprop-input kernel is a plain loop, ~10x slower); other strides keep wasm's kernel.
  */
 import * as tf from "@tensorflow/tfjs";
+import { flippedConv } from "./kernels/conv.js";
 import { maxPositions } from "./kernels/pooling.js";
 
 type Info = tf.TensorInfo;
@@ -183,6 +185,51 @@ export function registerWasmKernels(): void {
     be.disposeData(dy2.dataId);
     if (padded !== x) be.disposeData(padded.dataId);
     return out;
+  });
+
+  override("Conv2DBackpropInput", (args) => {
+    const be = args.backend as WasmLike;
+    const { dy, filter } = args.inputs as { dy: Info; filter: Info };
+    const a = args.attrs as {
+      strides: number | [number, number];
+      pad: "same" | "valid" | number | tf.backend_util.ExplicitPadding;
+      dimRoundingMode?: "floor" | "round" | "ceil";
+      dataFormat?: string;
+      inputShape: [number, number, number, number];
+    };
+    const c = tf.backend_util.computeConv2DInfo(
+      a.inputShape,
+      filter.shape as [number, number, number, number],
+      a.strides,
+      1,
+      a.pad,
+      a.dimRoundingMode,
+    );
+    const f = a.dataFormat === "NCHW" || dy.dtype !== "float32" ? null : flippedConv(c);
+    if (f === null) return call("Conv2DBackpropInput", be, args.inputs as Record<string, Info>, args.attrs);
+    // W'[kh, kw, co, ci] = W[FH-1-kh, FW-1-kw, ci, co]
+    const rev = call("Reverse", be, { x: filter }, { dims: [0, 1] });
+    const wf = call("Transpose", be, { x: rev }, { perm: [0, 1, 3, 2] });
+    be.disposeData(rev.dataId);
+    const { top, bottom, left, right } = f.padInfo;
+    const dx = call(
+      "Conv2D",
+      be,
+      { x: dy, filter: wf },
+      {
+        strides: 1,
+        dilations: 1,
+        pad: [
+          [0, 0],
+          [top, bottom],
+          [left, right],
+          [0, 0],
+        ],
+        dataFormat: "NHWC",
+      },
+    );
+    be.disposeData(wf.dataId);
+    return dx;
   });
 
   override("MaxPoolGrad", (args) => {

@@ -241,7 +241,7 @@ function convForward(
  * For a stride-1, undilated convolution, the geometry of dx as a forward convolution of dy with the flipped filter
  * (padding FH-1-top above, whatever makes the output the input's size below); null when that does not apply.
  */
-function flippedConv(c: Info): Info | null {
+export function flippedConv(c: Info): Info | null {
   if (c.strideHeight !== 1 || c.strideWidth !== 1 || c.dilationHeight !== 1 || c.dilationWidth !== 1) return null;
   const top = c.filterHeight - 1 - c.padInfo.top;
   const left = c.filterWidth - 1 - c.padInfo.left;
