@@ -1,6 +1,6 @@
 /**
  * Max pooling over NHWC Float32Arrays: `MaxPool` and `MaxPoolGrad` (the gradient goes to the first maximum of each
- * window, as in tfjs-backend-cpu, found by comparing with the forward output). Windows, strides and padding come from tfjs's computePool2DInfo; the channel loop is
+ * window, as in tfjs-backend-cpu). Windows, strides and padding come from tfjs's computePool2DInfo; the channel loop is
  * innermost so every access is contiguous. Other dtypes go to the cpu kernels.
  */
 import * as tf from "@tensorflow/tfjs";
@@ -84,47 +84,14 @@ export function maxPositions(x: Float32Array, c: Info, pos: Int32Array | null, o
 }
 
 /**
- * dx of max pooling from the forward output: in each window the first element equal to the window's maximum gets
- * dy (tfjs-backend-cpu's choice for ties), found with arithmetic flags rather than branches. `done` is scratch of C.
+ * Argmax positions computed by a forward MaxPool while a gradient tape records, keyed by the output's dataId, so that
+ * MaxPoolGrad need not search every window again. Entries die with the output tensor (WeakMap) or on first use.
  */
-function maxPoolBackward(
-  x: Float32Array,
-  y: Float32Array,
-  dy: Float32Array,
-  c: Info,
-  dx: Float32Array,
-  done: Float32Array,
-): void {
-  const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = c;
-  const { strideHeight: sh, strideWidth: sw, filterHeight: FH, filterWidth: FW } = c;
-  const top = c.padInfo.top;
-  const left = c.padInfo.left;
-  let o = 0;
-  for (let b = 0; b < c.batchSize; b++) {
-    const xb = b * H * W * C;
-    for (let oh = 0; oh < OH; oh++) {
-      const h0 = oh * sh - top;
-      const hs = Math.max(0, h0);
-      const he = Math.min(H, h0 + FH);
-      for (let ow = 0; ow < OW; ow++) {
-        const w0 = ow * sw - left;
-        const ws = Math.max(0, w0);
-        const we = Math.min(W, w0 + FW);
-        done.fill(0);
-        for (let ih = hs; ih < he; ih++) {
-          for (let iw = ws; iw < we; iw++) {
-            const xi = xb + (ih * W + iw) * C;
-            for (let ch = 0; ch < C; ch++) {
-              const hit = Number(x[xi + ch] === y[o + ch]) * (1 - done[ch]);
-              dx[xi + ch] += dy[o + ch] * hit;
-              done[ch] += hit;
-            }
-          }
-        }
-        o += C;
-      }
-    }
-  }
+const positionsByOutput = new WeakMap<object, { pos: Int32Array; storage: Float32Array }>();
+
+function recording(): boolean {
+  const state = (tf.engine() as unknown as { state: { activeTape: unknown[] | null } }).state;
+  return state.activeTape != null;
 }
 
 export function poolingKernels(): tf.KernelConfig[] {
@@ -139,8 +106,16 @@ export function poolingKernels(): tf.KernelConfig[] {
     const c = poolInfo(x.shape, a);
     const n = c.outShape[0] * c.outShape[1] * c.outShape[2] * c.outShape[3];
     const out = be.pool.alloc(n);
-    maxPositions(be.f32(x), c, null, out);
-    return be.output([...c.outShape], out);
+    if (!recording() || be.f32(x).length >= 2 ** 31) {
+      maxPositions(be.f32(x), c, null, out);
+      return be.output([...c.outShape], out);
+    }
+    const storage = be.pool.alloc(n);
+    const pos = new Int32Array(storage.buffer, storage.byteOffset, n);
+    maxPositions(be.f32(x), c, pos, out);
+    const y = be.output([...c.outShape], out);
+    positionsByOutput.set(y.dataId, { pos, storage });
+    return y;
   };
 
   const maxPoolGrad: tf.KernelFunc = (args) => {
@@ -150,19 +125,25 @@ export function poolingKernels(): tf.KernelConfig[] {
     const be = asFusion(args.backend);
     const c = poolInfo(input.shape, a);
     const dyv = be.f32(dy);
-    const dx = be.pool.zeros(input.shape.reduce((p, d) => p * d, 1));
-    if (output !== undefined && output.dtype === "float32" && output.shape.length === 4) {
-      maxPoolBackward(be.f32(input), be.f32(output), dyv, c, dx, new Float32Array(c.inChannels));
-      return be.output([...input.shape], dx);
+    const cached = output === undefined ? undefined : positionsByOutput.get(output.dataId);
+    let pos: Int32Array;
+    let storage: Float32Array;
+    if (cached !== undefined && cached.pos.length === dyv.length) {
+      positionsByOutput.delete(output!.dataId);
+      ({ pos, storage } = cached);
+    } else {
+      storage = be.pool.alloc(dyv.length);
+      pos = new Int32Array(storage.buffer, storage.byteOffset, dyv.length);
+      const scratch = be.pool.alloc(dyv.length);
+      maxPositions(be.f32(input), c, pos, scratch);
+      be.pool.release(scratch);
     }
-    const pos = new Int32Array(dyv.length);
-    const scratch = be.pool.alloc(dyv.length);
-    maxPositions(be.f32(input), c, pos, scratch);
-    be.pool.release(scratch);
+    const dx = be.pool.zeros(input.shape.reduce((p, d) => p * d, 1));
     for (let i = 0; i < pos.length; i++) {
       const p = pos[i];
       if (p >= 0) dx[p] += dyv[i];
     }
+    be.pool.release(storage);
     return be.output([...input.shape], dx);
   };
 
