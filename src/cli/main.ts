@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { FusionError } from "../errors.js";
+import { registerDoctor } from "./doctor.js";
 import { registerInspect } from "./inspect.js";
 import { registerMerge } from "./merge.js";
 import { registerMethods } from "./methods.js";
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerMerge(program);
   registerMethods(program);
+  registerDoctor(program);
   return program;
 }
 
