@@ -31,6 +31,8 @@ const CASES: Case[] = [
   { x: [2, 5, 5, 6], f: [1, 1, 6, 4], strides: 1, pad: "valid" }, // pointwise: no im2col
   { x: [1, 6, 6, 1], f: [5, 5, 1, 2], strides: 1, pad: "same" },
   { x: [40, 6, 6, 8], f: [3, 3, 8, 8], strides: 1, pad: "same" }, // more than one im2col chunk
+  { x: [12, 14, 14, 64], f: [3, 3, 64, 64], strides: 1, pad: "valid" }, // input gradient over several row chunks
+  { x: [6, 13, 15, 64], f: [3, 2, 64, 48], strides: 1, pad: "same" },
 ];
 
 const DILATED: Case[] = [

@@ -238,7 +238,78 @@ function convForward(
 }
 
 /**
+ * dx of a stride-1, undilated convolution without im2col or col2im. dx is accumulated in an extended grid E
+ * (HE x WE per image, the input sitting at (top, left)) where output pixel (oh, ow) lands at (oh, ow) and tap (kh, kw)
+ * reaches (oh + kh, ow + kw). With dy laid out on that grid (zeros elsewhere), tap k adds dyE[r] W_k^T to row
+ * r + kh * WE + kw of E for every row r at once: one GEMM per tap over the flattened batch, run chunk by chunk so the
+ * rows of E being accumulated stay in cache. Padding rows of dyE are zero, so rows that wrap into the next image add 0.
+ */
+function shiftedInputGrad(sgemm: Sgemm, be: FusionBackend, dy: Float32Array, w: Float32Array, c: Info): Float32Array {
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: CI, outHeight: OH, outWidth: OW, outChannels: CO } = c;
+  const { filterHeight: FH, filterWidth: FW } = c;
+  const top = c.padInfo.top;
+  const left = c.padInfo.left;
+  const HE = Math.max(OH + FH - 1, top + H);
+  const WE = Math.max(OW + FW - 1, left + W);
+  const direct = top === 0 && left === 0 && HE === H && WE === W;
+  const rows = B * HE * WE;
+  const dyE = be.pool.alloc(rows * CO);
+  const rowLen = OW * CO;
+  for (let b = 0; b < B; b++) {
+    for (let oh = 0; oh < OH; oh++) {
+      const dst = (b * HE + oh) * WE * CO;
+      dyE.set(dy.subarray((b * OH + oh) * rowLen, (b * OH + oh + 1) * rowLen), dst);
+      if (WE > OW) dyE.fill(0, dst + rowLen, dst + WE * CO);
+    }
+    if (HE > OH) dyE.fill(0, (b * HE + OH) * WE * CO, (b + 1) * HE * WE * CO);
+  }
+  const e = direct ? be.pool.alloc(B * H * W * CI) : be.pool.alloc(rows * CI);
+  const chunk = Math.max(64, Math.floor((1 << 17) / Math.max(CI, CO)));
+  for (let m0 = 0; m0 < rows; m0 += chunk) {
+    const m1 = Math.min(rows, m0 + chunk);
+    for (let kh = 0; kh < FH; kh++) {
+      for (let kw = 0; kw < FW; kw++) {
+        const off = kh * WE + kw;
+        const s0 = Math.max(0, m0 - off);
+        const d0 = s0 + off;
+        if (d0 >= m1) continue;
+        const wk = w.subarray((kh * FW + kw) * CI * CO, (kh * FW + kw + 1) * CI * CO);
+        // E[d0 .. m1) (+)= dyE[s0 ..] W_k^T; the first tap (offset 0) initialises the chunk
+        sgemm(
+          NO_TRANS,
+          TRANS,
+          m1 - d0,
+          CI,
+          CO,
+          1,
+          dyE.subarray(s0 * CO),
+          CO,
+          wk,
+          CO,
+          off === 0 ? 0 : 1,
+          e.subarray(d0 * CI),
+          CI,
+        );
+      }
+    }
+  }
+  be.pool.release(dyE);
+  if (direct) return e;
+  const dx = be.pool.alloc(B * H * W * CI);
+  const span = W * CI;
+  for (let b = 0; b < B; b++) {
+    for (let ih = 0; ih < H; ih++) {
+      const src = ((b * HE + ih + top) * WE + left) * CI;
+      dx.set(e.subarray(src, src + span), (b * H + ih) * span);
+    }
+  }
+  be.pool.release(e);
+  return dx;
+}
+
+/**
  * For a stride-1, undilated convolution, the geometry of dx as a forward convolution of dy with the flipped filter
+ * (the wasm fallback computes its input gradient this way)
  * (padding FH-1-top above, whatever makes the output the input's size below); null when that does not apply.
  */
 export function flippedConv(c: Info): Info | null {
@@ -319,21 +390,15 @@ export function convKernels(sgemm: Sgemm): tf.KernelConfig[] {
     const N = c.outChannels;
     const rowsPerImage = c.outHeight * c.outWidth;
     const size = c.inShape[0] * c.inShape[1] * c.inShape[2] * c.inShape[3];
-    const flipped = !isPointwise(c) && size > 0 ? flippedConv(c) : null;
-    if (flipped !== null) {
-      // dx = dy (*) W rotated 180 degrees with in/out channels swapped: a forward conv, no col2im scatter
-      const [FH, FW, CI, CO] = [c.filterHeight, c.filterWidth, c.inChannels, c.outChannels];
-      const wf = be.pool.alloc(FH * FW * CI * CO);
-      for (let kh = 0; kh < FH; kh++)
-        for (let kw = 0; kw < FW; kw++)
-          for (let ci = 0; ci < CI; ci++)
-            for (let co = 0; co < CO; co++)
-              wf[((kh * FW + kw) * CO + co) * CI + ci] = w[(((FH - 1 - kh) * FW + (FW - 1 - kw)) * CI + ci) * CO + co];
-      const dx = be.pool.alloc(size);
-      convForward(sgemm, be, dyv, wf, flipped, dx, null);
-      be.pool.release(wf);
-      return be.output([...c.inShape], dx);
-    }
+    if (
+      size > 0 &&
+      !isPointwise(c) &&
+      c.strideHeight === 1 &&
+      c.strideWidth === 1 &&
+      c.dilationHeight === 1 &&
+      c.dilationWidth === 1
+    )
+      return be.output([...c.inShape], shiftedInputGrad(sgemm, be, dyv, w, c));
     if (isPointwise(c)) {
       const dx = be.pool.alloc(size);
       sgemm(NO_TRANS, TRANS, c.batchSize * rowsPerImage, K, N, 1, dyv, N, w, N, 0, dx, K);
