@@ -15,7 +15,10 @@ export type FusionErrorCode =
   | "PATH_OUTSIDE_DIR"
   | "CONFIG_INVALID"
   | "MERGE_INVALID"
-  | "NOT_SUPPORTED";
+  | "NOT_SUPPORTED"
+  | "CHECKPOINT_INVALID"
+  | "DATA_EMPTY"
+  | "TRAINING_DIVERGED";
 
 export interface FusionErrorContext {
   file?: string;

@@ -2,9 +2,12 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { FusionError } from "../errors.js";
 import { registerDoctor } from "./doctor.js";
+import { registerEval } from "./eval.js";
 import { registerInspect } from "./inspect.js";
 import { registerMerge } from "./merge.js";
 import { registerMethods } from "./methods.js";
+import { registerTrain } from "./train.js";
+import { registerZoo } from "./zoo.js";
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -20,6 +23,9 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerMerge(program);
   registerMethods(program);
+  registerTrain(program);
+  registerEval(program);
+  registerZoo(program);
   registerDoctor(program);
   return program;
 }

@@ -1,4 +1,3 @@
-import { SingleBar } from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
 import { loadMergeConfig } from "../config/parse.js";
 import { describePlan } from "../engine/describe.js";
@@ -6,6 +5,8 @@ import { defaultJobs, merge } from "../engine/merge.js";
 import { planMerge } from "../engine/plan.js";
 import { FusionError } from "../errors.js";
 import { formatBytes, formatTable } from "../report/format.js";
+import { parseInteger } from "./options.js";
+import { progressBar } from "./progress.js";
 
 /** "5G", "500M", "1.5e9", "64K" -> bytes (powers of 1000, as mergekit's --out-shard-size). */
 export function parseSize(text: string): number {
@@ -15,14 +16,6 @@ export function parseSize(text: string): number {
   const bytes = Math.floor(Number(m[1]) * mult);
   if (!(bytes > 0)) throw new InvalidArgumentError(`size must be positive, got '${text}'`);
   return bytes;
-}
-
-function parseInteger(name: string, min: number) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
 }
 
 interface MergeCliOptions {
@@ -68,15 +61,8 @@ function dryRun(configPath: string, opts: MergeCliOptions): void {
 }
 
 async function runMerge(configPath: string, out: string, opts: MergeCliOptions): Promise<void> {
-  const tty = process.stderr.isTTY === true;
   const bar = opts.progress
-    ? new SingleBar({
-        format: "merging {bar} {value}/{total} tensors | {rate} tensors/s | {mbps} MB/s | {duration_formatted}",
-        stream: process.stderr,
-        noTTYOutput: true,
-        notTTYSchedule: 5000,
-        hideCursor: tty,
-      })
+    ? progressBar("merging {bar} {value}/{total} tensors | {rate} tensors/s | {mbps} MB/s | {duration_formatted}")
     : undefined;
   let started = false;
   const summary = await merge(configPath, out, {
