@@ -128,12 +128,28 @@ describe("MaxPool and MaxPoolGrad", () => {
     [[2, 7, 7, 3], 3, 2, "same"],
     [[1, 9, 6, 4], [3, 2], [1, 2], "valid"],
     [[2, 5, 5, 2], 2, 1, "same"],
+    [[3, 7, 9, 5], 2, 2, "valid"], // 2x2 stride 2 with an uncovered last row and column
+    [[2, 6, 4, 16], 2, 2, "same"], // 2x2 stride 2, same on even sizes: no padding
   ];
   for (const [i, [shape, size, strides, pad]] of pools.entries()) {
     it(`x ${shape} window ${size} strides ${strides} ${pad}: value and gradient`, async () => {
       await agrees(`maxPool ${i}`, () =>
         withGrads((x) => tf.maxPool(x as tf.Tensor4D, size, strides, pad), [[randn(sizeOf(shape), 40 + i), shape]]),
       );
+    });
+  }
+  for (const [shape, size, pad] of [
+    [[2, 8, 6, 5], 2, "valid"],
+    [[2, 7, 7, 3], 3, "same"],
+  ] as const) {
+    it(`MaxPoolGrad run directly (no positions cached by a recorded forward): x ${shape} window ${size}`, async () => {
+      await agrees(`maxPoolGrad direct ${shape}`, () => {
+        const x = tf.tensor4d(randn(sizeOf(shape), 3), [...shape]);
+        const y = tf.maxPool(x, size, 2, pad);
+        const dy = tf.tensor(randn(y.size, 4), y.shape);
+        const attrs = { filterSize: size, strides: 2, pad } as unknown as tf.NamedAttrMap;
+        return tf.engine().runKernel("MaxPoolGrad", { dy, input: x, output: y }, attrs) as tf.Tensor;
+      });
     });
   }
   it("ties after relu send the gradient to the first maximum, as cpu does", async () => {
