@@ -5,6 +5,8 @@
  * inference runs one fused kernel.
  */
 import * as tf from "@tensorflow/tfjs";
+import { FUSION_BACKEND } from "./backend.js";
+import { RELU_GRAD_KERNEL } from "./kernels/relu-grad.js";
 
 type CustomGradientFunc = Parameters<typeof tf.customGrad>[0];
 
@@ -68,11 +70,74 @@ export function conv2d(
   const base = { x, filter, strides, pad, dilations, bias };
   if (!recording()) return tf.fused.conv2d({ ...base, activation, leakyreluAlpha });
   const undilated = dilations === 1 || (Array.isArray(dilations) && dilations[0] === 1 && dilations[1] === 1);
+  if (activation === "relu" && undilated)
+    return convRelu(x, filter, bias, strides, pad, options.inputGradient !== false);
   const y =
     options.inputGradient === false && undilated
       ? convNoInputGrad(x, filter, bias, strides, pad)
       : tf.fused.conv2d(base);
   return activate(y, activation, leakyreluAlpha) as tf.Tensor4D;
+}
+
+/** dy * (y > 0) for y = relu(z): relu's gradient read from its output (y > 0 exactly where z > 0). */
+function reluGradFromOutput(dy: tf.Tensor, y: tf.Tensor): tf.Tensor {
+  if (tf.getBackend() === FUSION_BACKEND && dy.dtype === "float32")
+    return tf.engine().runKernel(RELU_GRAD_KERNEL, { dy, x: y }) as tf.Tensor;
+  return tf.mul(dy, tf.step(y));
+}
+
+/**
+ * relu(conv2d(x, filter) + bias) as one op: the forward pass is a single FusedConv2D with the relu applied while the
+ * output is in cache (tfjs would run the conv, then a Relu pass, under a tape), and the backward pass masks dy by the
+ * saved output once for the filter, bias and (unless `inputGradient` is false, when x is a constant) input gradients.
+ */
+function convRelu(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  bias: tf.Tensor | undefined,
+  strides: number | [number, number],
+  pad: "same" | "valid" | number,
+  inputGradient: boolean,
+): tf.Tensor4D {
+  const attrs = { strides, pad, dataFormat: "NHWC", dilations: 1 };
+  const run = tf.customGrad(((...args: tf.Tensor[]) => {
+    const xs = (inputGradient ? args[0] : x) as tf.Tensor4D;
+    const f = args[inputGradient ? 1 : 0] as tf.Tensor4D;
+    const b = bias === undefined ? undefined : args[inputGradient ? 2 : 1];
+    const save = args.at(-1) as unknown as (ts: tf.Tensor[]) => void;
+    const inputs: tf.NamedTensorMap = { x: xs, filter: f };
+    if (b !== undefined) inputs.bias = b;
+    const y = tf.engine().runKernel("FusedConv2D", inputs, {
+      ...attrs,
+      activation: "relu",
+    } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+    save([y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const dz = reluGradFromOutput(dy, saved[0]);
+        const grads: tf.Tensor[] = [];
+        if (inputGradient)
+          grads.push(
+            tf.engine().runKernel("Conv2DBackpropInput", { dy: dz, filter: f }, {
+              ...attrs,
+              inputShape: xs.shape,
+            } as unknown as tf.NamedAttrMap) as tf.Tensor,
+          );
+        grads.push(
+          tf.engine().runKernel("Conv2DBackpropFilter", { x: xs, dy: dz }, {
+            ...attrs,
+            filterShape: f.shape,
+          } as unknown as tf.NamedAttrMap) as tf.Tensor,
+        );
+        if (b !== undefined) grads.push(tf.reshape(tf.sum(dz, [0, 1, 2]), b.shape));
+        return grads;
+      },
+    };
+  }) as unknown as CustomGradientFunc);
+  const inputs: tf.Tensor[] = inputGradient ? [x, filter] : [filter];
+  if (bias !== undefined) inputs.push(bias);
+  return run(...inputs) as tf.Tensor4D;
 }
 
 /** conv2d + bias whose gradient covers the filter and bias only (x is treated as a constant). */
