@@ -44,6 +44,13 @@ export interface PermutationGroup {
 
 export interface PermutationSpec {
   perms: Record<string, PermutationGroup>;
+  /**
+   * The group whose permutation also permutes the output feature axis of a classifier backbone (ViT's residual
+   * stream, ResNet's last stage, the MLP's last hidden layer). It is a symmetry of backbone + head only: a head
+   * reading the features must permute its input axis with it (see `permutationSpecWithHead`). Absent when no group
+   * reaches the output (the Llama decoder, whose lm_head is part of the model).
+   */
+  features?: string;
 }
 
 export interface Model<C = Record<string, unknown>> {

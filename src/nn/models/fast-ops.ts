@@ -1,0 +1,295 @@
+/**
+ * Model-level ops written as single JavaScript loops with hand-written gradients (tf.customGrad), for the shapes
+ * where tfjs's cpu kernels take their slow generic paths: broadcasting against [M, 1] (LayerNorm), reductions over
+ * leading axes (BatchNorm), N-d transposes, concatenation along a middle axis, and the eight-op GELU. They read
+ * inputs with dataSync (never keeping the arrays) and give tfjs fresh arrays, so they work on every backend.
+ * Gradient closures only hold arrays allocated here.
+ */
+import * as tf from "@tensorflow/tfjs";
+
+type GradFn = Parameters<typeof tf.customGrad>[0];
+
+function f32(t: tf.Tensor): Float32Array {
+  const v = t.dataSync();
+  return v instanceof Float32Array ? v : Float32Array.from(v);
+}
+
+/** out = x permuted by `perm` (tf.transpose semantics), one pass with incremental offsets. */
+function transposeValues(x: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
+  const rank = shape.length;
+  const out = new Float32Array(x.length);
+  if (x.length === 0) return out;
+  const inStrides = new Array<number>(rank);
+  let s = 1;
+  for (let d = rank - 1; d >= 0; d--) {
+    inStrides[d] = s;
+    s *= shape[d]!;
+  }
+  const outShape = perm.map((p) => shape[p]!);
+  const step = perm.map((p) => inStrides[p]!); // input stride of each output dim
+  const last = rank - 1;
+  const n = outShape[last]!;
+  const st = step[last]!;
+  const idx = new Array<number>(rank).fill(0);
+  let base = 0;
+  let o = 0;
+  const total = x.length;
+  while (o < total) {
+    let off = base;
+    for (let j = 0; j < n; j++) {
+      out[o++] = x[off]!;
+      off += st;
+    }
+    // carry over the outer output dims
+    let d = last - 1;
+    while (d >= 0) {
+      idx[d]!++;
+      base += step[d]!;
+      if (idx[d]! < outShape[d]!) break;
+      base -= step[d]! * outShape[d]!;
+      idx[d] = 0;
+      d--;
+    }
+    if (d < 0) break;
+  }
+  return out;
+}
+
+/** tf.transpose, as one JS pass forward and backward. */
+export function transpose(x: tf.Tensor, perm: number[]): tf.Tensor {
+  const inverse = new Array<number>(perm.length);
+  perm.forEach((p, i) => {
+    inverse[p] = i;
+  });
+  const run = tf.customGrad(((a: tf.Tensor) => {
+    const outShape = perm.map((p) => a.shape[p]!);
+    return {
+      value: tf.tensor(transposeValues(f32(a), a.shape, perm), outShape, "float32"),
+      gradFunc: (dy: tf.Tensor) => tf.tensor(transposeValues(f32(dy), dy.shape, inverse), a.shape, "float32"),
+    };
+  }) as unknown as GradFn);
+  return run(x);
+}
+
+/** LayerNorm over the last axis of x (any rank), eps inside the square root; weight and bias [C]. */
+export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps = 1e-5): tf.Tensor {
+  const run = tf.customGrad(((a: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => {
+    const C = a.shape[a.rank - 1]!;
+    const M = a.size / C;
+    const xv = f32(a);
+    const wv = f32(w);
+    const bv = f32(b);
+    const xhat = new Float32Array(a.size);
+    const rstd = new Float32Array(M);
+    const y = new Float32Array(a.size);
+    for (let r = 0; r < M; r++) {
+      const o = r * C;
+      let mean = 0;
+      for (let c = 0; c < C; c++) mean += xv[o + c]!;
+      mean /= C;
+      let v = 0;
+      for (let c = 0; c < C; c++) {
+        const d = xv[o + c]! - mean;
+        v += d * d;
+      }
+      const rs = 1 / Math.sqrt(v / C + eps);
+      rstd[r] = rs;
+      for (let c = 0; c < C; c++) {
+        const h = (xv[o + c]! - mean) * rs;
+        xhat[o + c] = h;
+        y[o + c] = h * wv[c]! + bv[c]!;
+      }
+    }
+    return {
+      value: tf.tensor(y, a.shape, "float32"),
+      gradFunc: (dy: tf.Tensor) => {
+        const g = f32(dy);
+        const dx = new Float32Array(a.size);
+        const dw = new Float32Array(C);
+        const db = new Float32Array(C);
+        for (let r = 0; r < M; r++) {
+          const o = r * C;
+          let s1 = 0;
+          let s2 = 0;
+          for (let c = 0; c < C; c++) {
+            const gi = g[o + c]!;
+            const h = xhat[o + c]!;
+            dw[c]! += gi * h;
+            db[c]! += gi;
+            const dh = gi * wv[c]!;
+            s1 += dh;
+            s2 += dh * h;
+          }
+          s1 /= C;
+          s2 /= C;
+          const rs = rstd[r]!;
+          for (let c = 0; c < C; c++) dx[o + c] = rs * (g[o + c]! * wv[c]! - s1 - xhat[o + c]! * s2);
+        }
+        return [
+          tf.tensor(dx, a.shape, "float32"),
+          tf.tensor(dw, w.shape, "float32"),
+          tf.tensor(db, b.shape, "float32"),
+        ];
+      },
+    };
+  }) as unknown as GradFn);
+  return run(x, weight, bias);
+}
+
+/**
+ * BatchNorm with batch statistics over every axis but the last (channels). Returns the normalised output (with
+ * gradients) and the batch mean and biased variance (constants) for the running-statistics update.
+ */
+export function batchNormTrain(
+  x: tf.Tensor,
+  weight: tf.Tensor,
+  bias: tf.Tensor,
+  eps: number,
+): { y: tf.Tensor; mean: Float32Array; variance: Float32Array } {
+  const C = x.shape[x.rank - 1]!;
+  const M = x.size / C;
+  const mean = new Float32Array(C);
+  const variance = new Float32Array(C);
+  const run = tf.customGrad(((a: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => {
+    const xv = f32(a);
+    const wv = f32(w);
+    const bv = f32(b);
+    const sum = new Float64Array(C);
+    for (let r = 0; r < M; r++) for (let c = 0, o = r * C; c < C; c++) sum[c]! += xv[o + c]!;
+    for (let c = 0; c < C; c++) mean[c] = sum[c]! / M;
+    const sq = new Float64Array(C);
+    for (let r = 0; r < M; r++)
+      for (let c = 0, o = r * C; c < C; c++) {
+        const d = xv[o + c]! - mean[c]!;
+        sq[c]! += d * d;
+      }
+    const rstd = new Float32Array(C);
+    for (let c = 0; c < C; c++) {
+      variance[c] = sq[c]! / M;
+      rstd[c] = 1 / Math.sqrt(variance[c]! + eps);
+    }
+    const xhat = new Float32Array(a.size);
+    const y = new Float32Array(a.size);
+    for (let r = 0; r < M; r++)
+      for (let c = 0, o = r * C; c < C; c++) {
+        const h = (xv[o + c]! - mean[c]!) * rstd[c]!;
+        xhat[o + c] = h;
+        y[o + c] = h * wv[c]! + bv[c]!;
+      }
+    return {
+      value: tf.tensor(y, a.shape, "float32"),
+      gradFunc: (dy: tf.Tensor) => {
+        const g = f32(dy);
+        const dw = new Float64Array(C);
+        const db = new Float64Array(C);
+        for (let r = 0; r < M; r++)
+          for (let c = 0, o = r * C; c < C; c++) {
+            dw[c]! += g[o + c]! * xhat[o + c]!;
+            db[c]! += g[o + c]!;
+          }
+        // dx = w·rstd·(g - mean(g) - xhat·mean(g·xhat))
+        const k = new Float32Array(C);
+        const m1 = new Float32Array(C);
+        const m2 = new Float32Array(C);
+        for (let c = 0; c < C; c++) {
+          k[c] = wv[c]! * rstd[c]!;
+          m1[c] = db[c]! / M;
+          m2[c] = dw[c]! / M;
+        }
+        const dx = new Float32Array(a.size);
+        for (let r = 0; r < M; r++)
+          for (let c = 0, o = r * C; c < C; c++) dx[o + c] = k[c]! * (g[o + c]! - m1[c]! - xhat[o + c]! * m2[c]!);
+        return [
+          tf.tensor(dx, a.shape, "float32"),
+          tf.tensor(Float32Array.from(dw), w.shape, "float32"),
+          tf.tensor(Float32Array.from(db), b.shape, "float32"),
+        ];
+      },
+    };
+  }) as unknown as GradFn);
+  return { y: run(x, weight, bias), mean, variance };
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715;
+
+/** GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))). */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  const run = tf.customGrad(((a: tf.Tensor) => {
+    const xv = f32(a);
+    const y = new Float32Array(a.size);
+    const dydx = new Float32Array(a.size);
+    for (let i = 0; i < xv.length; i++) {
+      const v = xv[i]!;
+      const v2 = v * v;
+      const t = Math.tanh(GELU_C * v * (1 + GELU_A * v2));
+      y[i] = 0.5 * v * (1 + t);
+      dydx[i] = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * GELU_C * (1 + 3 * GELU_A * v2);
+    }
+    return {
+      value: tf.tensor(y, a.shape, "float32"),
+      gradFunc: (dy: tf.Tensor) => {
+        const g = f32(dy);
+        const dx = new Float32Array(a.size);
+        for (let i = 0; i < dx.length; i++) dx[i] = g[i]! * dydx[i]!;
+        return tf.tensor(dx, a.shape, "float32");
+      },
+    };
+  }) as unknown as GradFn);
+  return run(x);
+}
+
+/** [1, 1, D] token + [N, P, D] -> [N, 1 + P, D] with the token first in every row. */
+export function prependToken(token: tf.Tensor, x: tf.Tensor): tf.Tensor {
+  const run = tf.customGrad(((t: tf.Tensor, a: tf.Tensor) => {
+    const [N, P, D] = a.shape as [number, number, number];
+    const tv = f32(t);
+    const av = f32(a);
+    const out = new Float32Array(N * (P + 1) * D);
+    for (let n = 0; n < N; n++) {
+      out.set(tv, n * (P + 1) * D);
+      out.set(av.subarray(n * P * D, (n + 1) * P * D), (n * (P + 1) + 1) * D);
+    }
+    return {
+      value: tf.tensor(out, [N, P + 1, D], "float32"),
+      gradFunc: (dy: tf.Tensor) => {
+        const g = f32(dy);
+        const dt = new Float32Array(D);
+        const da = new Float32Array(N * P * D);
+        for (let n = 0; n < N; n++) {
+          const o = n * (P + 1) * D;
+          for (let d = 0; d < D; d++) dt[d]! += g[o + d]!;
+          da.set(g.subarray(o + D, o + (P + 1) * D), n * P * D);
+        }
+        return [tf.tensor(dt, t.shape, "float32"), tf.tensor(da, a.shape, "float32")];
+      },
+    };
+  }) as unknown as GradFn);
+  return run(token, x);
+}
+
+/** Global average pooling: NHWC [N, H, W, C] -> [N, C]. */
+export function spatialMean(x: tf.Tensor): tf.Tensor {
+  const run = tf.customGrad(((a: tf.Tensor) => {
+    const [N, H, W, C] = a.shape as [number, number, number, number];
+    const S = H * W;
+    const av = f32(a);
+    const out = new Float32Array(N * C);
+    for (let n = 0; n < N; n++) {
+      const o = n * C;
+      for (let s = 0, i = n * S * C; s < S; s++, i += C) for (let c = 0; c < C; c++) out[o + c]! += av[i + c]!;
+      for (let c = 0; c < C; c++) out[o + c]! /= S;
+    }
+    return {
+      value: tf.tensor(out, [N, C], "float32"),
+      gradFunc: (dy: tf.Tensor) => {
+        const g = f32(dy);
+        const dx = new Float32Array(a.size);
+        for (let n = 0; n < N; n++)
+          for (let s = 0, i = n * S * C; s < S; s++, i += C) for (let c = 0; c < C; c++) dx[i + c] = g[n * C + c]! / S;
+        return tf.tensor(dx, a.shape, "float32");
+      },
+    };
+  }) as unknown as GradFn);
+  return run(x);
+}
