@@ -8,6 +8,7 @@ import type { MergeMethodSpec, StreamChunk, StreamingMerge, TensorData } from ".
 import { decodeToF32, encodeFromF32 } from "../tensor/convert.js";
 import { type DType, dtypeSize, storageBytes, viewStorage } from "../tensor/dtype.js";
 import { formatShape, numel, sameShape } from "../tensor/tensor.js";
+import { type WasmArena, wasmArena } from "../wasm/arena.js";
 import type { PlannedInput, PlannedTensor } from "./plan.js";
 
 /** Where a tensor's bytes go: a file (the output shard under its temporary name) and the absolute offset. */
@@ -24,6 +25,11 @@ export interface ExecSpec {
   readonly seed: number;
   /** Elements per chunk for elementwise methods (default 32768). */
   readonly chunkElements?: number;
+  /**
+   * Bytes of input data a multi-pass (streaming) merge keeps in memory after its first pass, so later passes
+   * need not read the files again (default 96 MiB; a larger tensor keeps its leading chunks). WebAssembly path only.
+   */
+  readonly cacheBytes?: number;
 }
 
 export interface TensorJob {
@@ -67,6 +73,24 @@ const ROUND_SLOT = -1;
 const CHUNK = 1 << 15;
 const OUT_SLOT = -2;
 const RESULT_SLOT = -3;
+const CACHE_BYTES = 96 << 20;
+
+/** A chunk source: one input's file, where its tensor starts, and its element size. */
+interface Source {
+  readonly x: PlannedInput;
+  readonly fd: number;
+  readonly file: string;
+  readonly offset: number;
+  readonly size: number;
+}
+
+/** A tensor's chunk buffers in the wasm arena (pointers): raw bytes and float32 values per input, and the output. */
+interface WasmBuffers {
+  readonly raw: number[];
+  readonly values: number[];
+  readonly out: number;
+  readonly outRaw: number;
+}
 
 /**
  * Runs planned tensors one at a time: read each input's bytes, decode to float32 (rounded through the config's
@@ -128,14 +152,18 @@ export class TensorRunner {
     const t = job.tensor;
     const all = t.base === undefined ? t.inputs : [...t.inputs, t.base];
     const n = numel(t.outShape);
+    const wasm = wasmArena();
     if (
       n > this.chunk &&
       this.method.elementwise?.(t.params, t.modelParams) === true &&
       all.every((x) => sameShape(x.shape, t.outShape))
     ) {
-      return this.runChunked(job, all, n);
+      return wasm === null ? this.runChunked(job, all, n) : this.runChunkedWasm(wasm, job, all, n);
     }
-    if (n > this.chunk && all.every((x) => sameShape(x.shape, t.outShape))) {
+    if (n > this.chunk && wasm !== null && all.every((x) => sameShape(x.shape, t.outShape))) {
+      const done = this.runStreamingWasm(wasm, job, all, n);
+      if (done !== undefined) return done;
+    } else if (n > this.chunk && all.every((x) => sameShape(x.shape, t.outShape))) {
       const stream = this.method.streaming?.({
         tensorName: t.name,
         numel: n,
@@ -185,7 +213,7 @@ export class TensorRunner {
   }
 
   /** Open every input for positional chunk reads. */
-  private chunkSources(all: readonly PlannedInput[]) {
+  private chunkSources(all: readonly PlannedInput[]): Source[] {
     return all.map((x) => {
       const info = this.dir(x.model).stateDict.info(x.tensor);
       return { x, fd: this.inFd(info.file), file: info.file, offset: info.offset, size: dtypeSize(x.dtype) };
@@ -193,7 +221,7 @@ export class TensorRunner {
   }
 
   /** Chunk [start, start + len) of every input, read with positional reads and decoded into pooled buffers. */
-  private readChunk(sources: ReturnType<TensorRunner["chunkSources"]>, start: number, len: number): Float32Array[] {
+  private readChunk(sources: readonly Source[], start: number, len: number): Float32Array[] {
     return sources.map((s, i) => {
       const raw = this.pool.u8(i, len * s.size);
       readExactSync(s.fd, raw, s.offset + start * s.size, s.file);
@@ -252,6 +280,160 @@ export class TensorRunner {
       const out = this.pool.f32(RESULT_SLOT, len);
       stream.emit(chunkAt(start, len), out);
       this.writeChunk(job, start, out);
+    }
+    return this.done(job, all, n);
+  }
+
+  // ---- WebAssembly path: chunks are read straight into arena memory, decoded, merged and encoded there ----
+
+  private wasmBuffers(a: WasmArena, sources: readonly Source[], outDtype: DType, len: number): WasmBuffers {
+    return {
+      raw: sources.map((s) => a.alloc(len * s.size)),
+      values: sources.map(() => a.alloc(len * 4)),
+      out: a.alloc(len * 4),
+      outRaw: a.alloc(len * dtypeSize(outDtype)),
+    };
+  }
+
+  /** Decode `len` raw elements at `raw` into float32 at `dst`, rounded through the config's `dtype` when set. */
+  private decodeWasm(a: WasmArena, dtype: DType, raw: number, dst: number, len: number): void {
+    if (dtype === "BF16") a.k.decode_bf16(raw, dst, len);
+    else if (dtype === "F16") a.k.decode_f16(raw, dst, len, a.f16Table);
+    else if (dtype === "F32") a.u8(dst, len * 4).set(a.u8(raw, len * 4));
+    else decodeToF32(dtype, viewStorage(dtype, a.u8(raw, len * dtypeSize(dtype))), a.f32(dst, len));
+    const cd = this.spec.computeDtype;
+    if (cd === undefined || cd === dtype || cd === "F32" || cd === "F64") return;
+    if (cd === "BF16") a.k.round_bf16(dst, len);
+    else {
+      const values = a.f32(dst, len);
+      const bits = viewStorage(cd, this.pool.u8(ROUND_SLOT, len * dtypeSize(cd)));
+      encodeFromF32(values, cd, bits);
+      decodeToF32(cd, bits, values);
+    }
+  }
+
+  /** Read chunk [start, start + len) of every input into `raws[i]` (unless `read` is false) and decode it. */
+  private chunkWasm(
+    a: WasmArena,
+    sources: readonly Source[],
+    raws: readonly number[],
+    b: WasmBuffers,
+    start: number,
+    len: number,
+    read: boolean,
+  ): Float32Array[] {
+    for (let i = 0; i < sources.length; i++) {
+      const s = sources[i]!;
+      if (read) readExactSync(s.fd, a.u8(raws[i]!, len * s.size), s.offset + start * s.size, s.file);
+      this.decodeWasm(a, s.x.dtype, raws[i]!, b.values[i]!, len);
+    }
+    return b.values.map((p) => a.f32(p, len));
+  }
+
+  /** Encode the float32 result (expected at b.out) to the output dtype and write it at its offset. */
+  private writeWasm(a: WasmArena, job: TensorJob, b: WasmBuffers, start: number, values: Float32Array): void {
+    const t = job.tensor;
+    const len = values.length;
+    if (values.byteOffset !== b.out || !a.owns(values)) a.f32(b.out, len).set(values);
+    const size = dtypeSize(t.outDtype);
+    let bytes: Uint8Array;
+    if (t.outDtype === "F32") bytes = a.u8(b.out, len * 4);
+    else {
+      bytes = a.u8(b.outRaw, len * size);
+      if (t.outDtype === "BF16") a.k.encode_bf16(b.out, b.outRaw, len);
+      else encodeFromF32(a.f32(b.out, len), t.outDtype, viewStorage(t.outDtype, bytes));
+    }
+    writeAllSync(this.outFd(job.out.file), bytes, job.out.offset + start * size, job.out.file);
+  }
+
+  private runChunkedWasm(a: WasmArena, job: TensorJob, all: readonly PlannedInput[], n: number): JobResult {
+    const t = job.tensor;
+    const sources = this.chunkSources(all);
+    const k = t.inputs.length;
+    const mark = a.mark();
+    try {
+      const b = this.wasmBuffers(a, sources, t.outDtype, Math.min(this.chunk, n));
+      for (let start = 0; start < n; start += this.chunk) {
+        const len = Math.min(this.chunk, n - start);
+        const shape = [len];
+        const chunks = this.chunkWasm(a, sources, b.raw, b, start, len, true).map((data) => ({ data, shape }));
+        const result = this.method.merge({
+          tensorName: t.name,
+          models: chunks.slice(0, k),
+          base: t.base === undefined ? undefined : chunks[k],
+          params: t.params,
+          modelParams: t.modelParams,
+          seed: this.spec.seed,
+          out: a.f32(b.out, len),
+        });
+        this.writeWasm(a, job, b, start, result.data);
+      }
+    } finally {
+      a.release(mark);
+    }
+    return this.done(job, all, n);
+  }
+
+  /**
+   * Multi-pass merge on arena buffers. The first pass reads every chunk from the files; the leading chunks (up to
+   * `cacheBytes` of raw input) stay in the arena, so later passes read only the rest again. Undefined when the
+   * method has no streaming form for these parameters.
+   */
+  private runStreamingWasm(
+    a: WasmArena,
+    job: TensorJob,
+    all: readonly PlannedInput[],
+    n: number,
+  ): JobResult | undefined {
+    const t = job.tensor;
+    const mark = a.mark();
+    try {
+      const chunk = Math.min(this.chunk, n);
+      const stream = this.method.streaming?.({
+        tensorName: t.name,
+        numel: n,
+        shape: t.outShape,
+        models: t.inputs.length,
+        hasBase: t.base !== undefined,
+        params: t.params,
+        modelParams: t.modelParams,
+        seed: this.spec.seed,
+        wasmChunk: chunk,
+      });
+      if (stream === undefined) return undefined;
+      const k = t.inputs.length;
+      const sources = this.chunkSources(all);
+      const b = this.wasmBuffers(a, sources, t.outDtype, chunk);
+      const rawOffsets: number[] = [];
+      let perChunk = 0;
+      for (const s of sources) {
+        rawOffsets.push(perChunk);
+        perChunk += Math.ceil((chunk * s.size) / 64) * 64;
+      }
+      const nChunks = Math.ceil(n / chunk);
+      const cached =
+        stream.passes === 0 ? 0 : Math.min(nChunks, Math.floor((this.spec.cacheBytes ?? CACHE_BYTES) / perChunk));
+      const cache = a.alloc(cached * perChunk);
+      const chunkAt = (pass: number, c: number): StreamChunk => {
+        const start = c * chunk;
+        const len = Math.min(chunk, n - start);
+        const inCache = c < cached;
+        const raws = inCache ? rawOffsets.map((o) => cache + c * perChunk + o) : b.raw;
+        const data = this.chunkWasm(a, sources, raws, b, start, len, pass === 0 || !inCache);
+        return { start, models: data.slice(0, k), base: data[k] };
+      };
+      for (let pass = 0; pass < stream.passes; pass++) {
+        for (let c = 0; c < nChunks; c++) stream.observe(pass, chunkAt(pass, c));
+        stream.endPass(pass);
+      }
+      for (let c = 0; c < nChunks; c++) {
+        const data = chunkAt(stream.passes, c);
+        const out = a.f32(b.out, data.base?.length ?? data.models[0]!.length);
+        stream.emit(data, out);
+        this.writeWasm(a, job, b, c * chunk, out);
+      }
+    } finally {
+      a.release(mark);
     }
     return this.done(job, all, n);
   }

@@ -26,6 +26,8 @@ export interface MergeContext {
   readonly modelParams: readonly ResolvedParams[];
   /** Mask source for random methods (seeded from `seed` unless the caller supplied one). */
   readonly masks: MaskSource;
+  /** Where the result may be written (see MergeInput.out). */
+  readonly out: Float32Array | undefined;
 }
 
 export interface MethodDefinition extends Omit<MergeMethodSpec, "merge"> {
@@ -106,6 +108,7 @@ function validate(def: MethodDefinition, input: MergeInput): MergeContext {
     params,
     modelParams,
     masks,
+    out: input.out instanceof Float32Array ? input.out : undefined,
   };
 }
 

@@ -16,6 +16,7 @@
 // `int8_mask` only changes the dtype of mergekit's intermediate mask; it has no numeric effect and is accepted
 // for config compatibility.
 
+import { WASM_MAX_MODELS, wasmFor } from "../wasm/arena.js";
 import type { ConsensusMethod } from "./consensus.js";
 import { copyResult, defineMethod, type MergeContext } from "./define.js";
 import { bool, num } from "./params.js";
@@ -143,7 +144,7 @@ function runTaskArithmetic(ctx: MergeContext, o: TaskArithmeticOptions): MergeRe
   const lambda = Math.fround(num(ctx.params, "lambda"));
   const keeps = masks.map((m) => m.keep);
   const scales = masks.map((m) => m.scale);
-  const out = new Float32Array(n);
+  const out = ctx.out !== undefined && ctx.out.length === n ? ctx.out : new Float32Array(n);
   if (o.consensus !== null) combineConsensus(b, xs, keeps, scales, w, o.consensus === "count", normalize, lambda, out);
   else combineSum(b, xs, keeps, scales, w, normalize, lambda, out);
   return { data: out, shape: [...base.shape] };
@@ -202,6 +203,14 @@ export function combineConsensus(
 ): void {
   const k = xs.length;
   const n = b.length;
+  const wasm = !byCount && k <= WASM_MAX_MODELS ? wasmFor(b, out, ...xs, ...keeps) : null;
+  if (wasm !== null) {
+    // Exact element-at-a-time semantics in SIMD lanes (selects instead of branches), finite or not.
+    const table = wasm.modelTable(xs, keeps, scales, w);
+    if (k === 3) wasm.k.ta_consensus3(b.byteOffset, table, +normalize, lambda, out.byteOffset, n);
+    else wasm.k.ta_consensus(b.byteOffset, table, k, +normalize, lambda, out.byteOffset, n, table + 16 * k);
+    return;
+  }
   const wd = xs.map(() => new Float32Array(BLOCK));
   const vote = new Float32Array(BLOCK);
   const mixed = new Float32Array(BLOCK);
@@ -341,6 +350,12 @@ export function combineSum(
   let divisor = 0;
   for (let i = 0; i < k; i++) divisor = Math.fround(divisor + w[i]!);
   if (Math.abs(divisor) < 1e-8) divisor = 1;
+  const wasm = k <= WASM_MAX_MODELS ? wasmFor(b, out, ...xs, ...keeps) : null;
+  if (wasm !== null) {
+    const table = wasm.modelTable(xs, keeps, scales, w);
+    wasm.k.ta_sum(b.byteOffset, table, k, +normalize, divisor, lambda, out.byteOffset, n);
+    return;
+  }
   const wd = new Float32Array(BLOCK);
   const mixed = new Float32Array(BLOCK);
   for (let start = 0; start < n; start += BLOCK) {

@@ -8,6 +8,7 @@
 //   pass 2: L1 sums under the top-k mask (magnitude, rescale)
 
 import { bernoulliFill, type Key64, MagnitudeSelect, topKMaskChunk } from "../tensor/kernels.js";
+import { WASM_MAX_MODELS, wasmArena } from "../wasm/arena.js";
 import { bool, num, resolveParams } from "./params.js";
 import { maskStreamKey } from "./random.js";
 import { addL1Sums, type L1Sums, l1After, magnitudeKeepCount, newL1Sums, rescaleFromNorms } from "./sparsify.js";
@@ -18,6 +19,7 @@ import {
   modelParams,
   type TaskArithmeticOptions,
 } from "./task-arithmetic-core.js";
+import { wasmTaskArithmeticStream } from "./task-arithmetic-wasm.js";
 import type { StreamChunk, StreamInput, StreamingMerge } from "./types.js";
 
 type ModelState =
@@ -61,6 +63,26 @@ export function streamTaskArithmetic(o: TaskArithmeticOptions, input: StreamInpu
       sums: newL1Sums(),
     };
   });
+  const arena =
+    input.wasmChunk !== undefined && o.consensus !== "count" && models.length <= WASM_MAX_MODELS ? wasmArena() : null;
+  if (arena !== null) {
+    return wasmTaskArithmeticStream(arena, {
+      models: models.map((m) =>
+        m.kind === "magnitude"
+          ? { kind: "magnitude", take: m.take }
+          : m.kind === "random"
+            ? { kind: "random", p: m.p, key: m.key }
+            : m,
+      ),
+      n,
+      w,
+      rescale,
+      normalize,
+      lambda,
+      consensus: o.consensus !== null,
+      maxChunk: input.wasmChunk!,
+    });
+  }
   const anyMagnitude = models.some((m) => m.kind === "magnitude");
   const anyRandom = models.some((m) => m.kind === "random");
   const passes = anyMagnitude ? (rescale ? 3 : 2) : rescale && anyRandom ? 1 : 0;

@@ -69,6 +69,11 @@ export interface MergeInput {
   readonly seed?: number;
   /** Explicit mask source for random methods (overrides `seed`). */
   readonly masks?: MaskSource;
+  /**
+   * Optional destination for the result (as many elements as the result): a method may write its result there
+   * and return it (the engine passes buffers it reuses, in WebAssembly memory), or ignore it.
+   */
+  readonly out?: Float32Array;
 }
 
 /** The declarative description of a merge method plus its per-tensor function. */
@@ -126,6 +131,11 @@ export interface StreamInput {
   readonly params?: ParamValues;
   readonly modelParams?: readonly ParamValues[];
   readonly seed?: number;
+  /**
+   * The engine will pass chunks as views into this thread's WebAssembly arena (src/wasm/arena.ts), none longer
+   * than this many elements: the stream may then run on the SIMD kernels. Absent: plain arrays.
+   */
+  readonly wasmChunk?: number;
 }
 
 /** A chunk of every input at the same element range [start, start + length). */

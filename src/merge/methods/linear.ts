@@ -4,6 +4,7 @@
 // vocabulary sizes are cropped to their common top-left block. Divergence from mergekit: with `normalize` and
 // weights summing to zero mergekit divides by zero (inf / NaN output); fusionkit rejects that with MERGE_INVALID.
 
+import { WASM_MAX_MODELS, wasmFor } from "../../wasm/arena.js";
 import { defineMethod, mergeError } from "../define.js";
 import { bool, num } from "../params.js";
 import { rectifyCommon } from "../rectify.js";
@@ -41,7 +42,17 @@ export const linear = defineMethod({
       }
       divisor = sum;
     }
-    const out = new Float32Array(n);
+    const out = ctx.out !== undefined && ctx.out.length === n ? ctx.out : new Float32Array(n);
+    const xs = ts.map((t) => t.data);
+    const wasm = ts.length <= WASM_MAX_MODELS ? wasmFor(out, ...xs) : null;
+    if (wasm !== null) {
+      // The same float32 steps in SIMD lanes: x0 * w0, + fround(xi * wi) in model order, / divisor (exact for 1).
+      const p = wasm.scratch;
+      wasm.u32(p, xs.length).set(xs.map((x) => x.byteOffset));
+      wasm.f32(p + 4 * xs.length, xs.length).set(w);
+      wasm.k.linear(p, p + 4 * xs.length, xs.length, divisor, out.byteOffset, n);
+      return { data: out, shape: [...ts[0]!.shape] };
+    }
     // float32 products summed in model order, as torch's (weights * stacked).sum(0): every partial sum is rounded
     // to float32, then divided. Two or three models (the common case) take one fused pass; more, one per model.
     if (ts.length === 2) fused2(ts[0]!.data, w[0]!, ts[1]!.data, w[1]!, divisor, out);

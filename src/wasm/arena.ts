@@ -1,0 +1,187 @@
+// The WebAssembly SIMD kernels (wasm/kernels.ts, embedded in kernels.wasm.ts) and the linear memory they work
+// in. One instance per thread (each worker loads its own). Buffers are bump-allocated in the arena and handed
+// out as offsets; typed-array views are made on demand, because growing the memory detaches every earlier view:
+// take views only after the allocations of a step, never hold one across `alloc`.
+//
+// Disabled (every caller takes its pure-JS path) when FUSIONKIT_NO_WASM=1 or WebAssembly SIMD is unavailable.
+
+import { f16Table32 } from "../tensor/float16.js";
+import { KERNELS_WASM_BASE64 } from "./kernels.wasm.js";
+
+/** The kernel exports; pointers are byte offsets into the arena's memory. See wasm/kernels.ts for semantics. */
+export interface KernelExports {
+  decode_bf16(src: number, dst: number, n: number): void;
+  decode_f16(src: number, dst: number, n: number, table: number): void;
+  round_bf16(p: number, n: number): void;
+  encode_bf16(src: number, dst: number, n: number): void;
+  linear(xs: number, ws: number, k: number, d: number, out: number, n: number): void;
+  ta_sum(
+    b: number,
+    models: number,
+    k: number,
+    normalize: number,
+    divisor: number,
+    lambda: number,
+    out: number,
+    n: number,
+  ): void;
+  ta_consensus(
+    b: number,
+    models: number,
+    k: number,
+    normalize: number,
+    lambda: number,
+    out: number,
+    n: number,
+    vs: number,
+  ): void;
+  ta_consensus3(b: number, models: number, normalize: number, lambda: number, out: number, n: number): void;
+  delta_hist_hi(x: number, b: number, n: number, hist: number): void;
+  delta_hist_lo(x: number, b: number, n: number, bin: number, lo: number): void;
+  delta_topk_mask(x: number, b: number, n: number, key: number, left: number, mask: number): number;
+  bernoulli(k0: number, k1: number, lo: number, threshold: number, mask: number, n: number): void;
+  l1_sums3(
+    x0: number,
+    m0: number,
+    x1: number,
+    m1: number,
+    x2: number,
+    m2: number,
+    b: number,
+    n: number,
+    acc: number,
+  ): void;
+}
+
+// The few WebAssembly APIs used here (the project's lib settings include no DOM / WebAssembly typings).
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+type WasmModule = object;
+interface WasmApi {
+  Memory: new (d: { initial: number }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Instance: new (m: WasmModule, imports: object) => { exports: object };
+}
+const WA = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+const PAGE = 65536;
+/** Small fixed scratch for per-call tables (model records, vote rows), below the bump region. */
+const SCRATCH = 4096;
+const SCRATCH_BYTES = 60 * 1024;
+/** Most models a kernel call takes (model records and vote rows must fit the scratch area). */
+export const WASM_MAX_MODELS = 512;
+const ALIGN = 64;
+
+export class WasmArena {
+  readonly memory: WasmMemory;
+  readonly k: KernelExports;
+  /** The f16 -> f32 table for decode_f16. */
+  readonly f16Table: number;
+  private top: number;
+
+  constructor(wa: WasmApi, module: WasmModule) {
+    this.memory = new wa.Memory({ initial: 8 });
+    const instance = new wa.Instance(module, { env: { memory: this.memory } });
+    this.k = instance.exports as unknown as KernelExports;
+    this.top = SCRATCH + SCRATCH_BYTES;
+    this.f16Table = this.alloc(65536 * 4);
+    // Element by element, as decodeToF32's table loop reads it (which quiets the signalling NaNs).
+    const table = f16Table32();
+    const dst = this.f32(this.f16Table, 65536);
+    for (let i = 0; i < 65536; i++) dst[i] = table[i]!;
+  }
+
+  /** `bytes` of arena memory, 64-byte aligned; grows the memory (detaching earlier views) when needed. */
+  alloc(bytes: number): number {
+    const p = this.top;
+    const end = p + Math.ceil(bytes / ALIGN) * ALIGN;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    this.top = end;
+    return p;
+  }
+
+  /** The current top, to hand to `release` when a step's buffers are no longer needed. */
+  mark(): number {
+    return this.top;
+  }
+
+  release(mark: number): void {
+    this.top = mark;
+  }
+
+  /** Start of the small per-call scratch area (SCRATCH_BYTES). */
+  get scratch(): number {
+    return SCRATCH;
+  }
+
+  f32(p: number, n: number): Float32Array {
+    return new Float32Array(this.memory.buffer, p, n);
+  }
+
+  u8(p: number, n: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, p, n);
+  }
+
+  u32(p: number, n: number): Uint32Array {
+    return new Uint32Array(this.memory.buffer, p, n);
+  }
+
+  f64(p: number, n: number): Float64Array {
+    return new Float64Array(this.memory.buffer, p, n);
+  }
+
+  /** Whether `a` is a view into this arena's memory (so kernels can take it by pointer). */
+  owns(a: ArrayBufferView): boolean {
+    return a.buffer === this.memory.buffer;
+  }
+
+  /** Writes k model records { x, keep (0 = all), scale, w } at the scratch area; returns the table's pointer. */
+  modelTable(
+    xs: readonly Float32Array[],
+    keeps: readonly (Uint8Array | null)[],
+    scales: readonly number[],
+    w: readonly number[],
+  ): number {
+    const k = xs.length;
+    const u = this.u32(SCRATCH, 4 * k);
+    const f = this.f32(SCRATCH, 4 * k);
+    for (let i = 0; i < k; i++) {
+      u[4 * i] = xs[i]!.byteOffset;
+      u[4 * i + 1] = keeps[i]?.byteOffset ?? 0;
+      f[4 * i + 2] = scales[i]!;
+      f[4 * i + 3] = w[i]!;
+    }
+    return SCRATCH;
+  }
+}
+
+let compiled: WasmModule | null | undefined;
+let arena: WasmArena | undefined;
+
+/** This thread's arena, or null when WebAssembly SIMD is unavailable or FUSIONKIT_NO_WASM=1. */
+export function wasmArena(): WasmArena | null {
+  if (process.env.FUSIONKIT_NO_WASM === "1") return null;
+  if (arena !== undefined) return arena;
+  if (compiled === undefined) {
+    try {
+      if (WA === undefined) throw new Error("no WebAssembly");
+      compiled = new WA.Module(Buffer.from(KERNELS_WASM_BASE64, "base64"));
+    } catch {
+      compiled = null; // no WebAssembly, or no SIMD support
+    }
+  }
+  if (compiled === null) return null;
+  arena = new WasmArena(WA!, compiled);
+  return arena;
+}
+
+/** The arena when every array lives in it (so a kernel can run on them in place), else null. */
+export function wasmFor(...arrays: readonly (ArrayBufferView | null | undefined)[]): WasmArena | null {
+  const a = arena;
+  if (a === undefined || process.env.FUSIONKIT_NO_WASM === "1") return null;
+  for (const x of arrays) if (x != null && x.buffer !== a.memory.buffer) return null;
+  return a;
+}

@@ -1,0 +1,289 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { getMethod } from "../../src/merge/registry.js";
+import type { ParamValues, StreamingMerge } from "../../src/merge/types.js";
+import { decodeToF32, encodeFromF32 } from "../../src/tensor/convert.js";
+import { type WasmArena, wasmArena } from "../../src/wasm/arena.js";
+
+// The WebAssembly SIMD kernels must reproduce the pure-JS path bit for bit, special values included. JS runs on
+// plain arrays, wasm on arrays in the arena (the kernels are chosen by where the arrays live). One exception:
+// which NaN bit pattern an operation yields is unspecified in JavaScript (V8's tiers and register allocation
+// decide which operand's payload survives, and whether a default NaN is positive), so NaN matches any NaN.
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+function fromBits(u: number): number {
+  U32[0] = u;
+  return F32[0]!;
+}
+
+/** Values near 0.01 with quantised deltas (exact ties), and a sprinkle of +-0, +-inf, NaNs and subnormals. */
+function specials(n: number, seed: number, base?: Float32Array, rate = 0.02): Float32Array {
+  const r = rng(seed);
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = r();
+    if (u < rate) {
+      const pick = Math.floor(r() * 8);
+      x[i] = [
+        0,
+        -0,
+        Number.POSITIVE_INFINITY,
+        Number.NEGATIVE_INFINITY,
+        Number.NaN,
+        fromBits(0xffc12345),
+        fromBits(0x00000003 + Math.floor(r() * 1000)),
+        fromBits(0x807fffff),
+      ][pick]!;
+    } else if (base !== undefined) x[i] = base[i]! + Math.round((r() - 0.5) * 64) / 4096;
+    else x[i] = (r() - 0.5) * 0.05;
+  }
+  return x;
+}
+
+function bitsEqual(a: Float32Array, b: Float32Array, what: string): void {
+  assert.equal(a.length, b.length, what);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < a.length; i++) {
+    if (ua[i] !== ub[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i])))
+      assert.fail(`${what}: element ${i}: ${a[i]} (0x${ua[i]!.toString(16)}) vs ${b[i]} (0x${ub[i]!.toString(16)})`);
+  }
+}
+
+/** Copies of `arrays` in the arena (allocated first, views taken after: growing detaches older views). */
+function inArena(a: WasmArena, arrays: readonly Float32Array[]): Float32Array[] {
+  const ptrs = arrays.map((x) => a.alloc(x.length * 4));
+  return arrays.map((x, i) => {
+    const v = a.f32(ptrs[i]!, x.length);
+    v.set(x);
+    return v;
+  });
+}
+
+const arena = wasmArena();
+
+describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable or disabled" : false }, () => {
+  const a = arena!;
+
+  it("the committed module is what wasm/kernels.ts compiles to", () => {
+    const r = spawnSync(process.execPath, ["wasm/build.mjs", "--check"], { cwd: root, encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+  });
+
+  it("bf16 and f16 decode, bf16 encode and rounding match the JS codecs on every bit pattern", () => {
+    const mark = a.mark();
+    const n = 65536 + 7;
+    const src = a.alloc(n * 2);
+    const dst = a.alloc(n * 4);
+    const enc = a.alloc(n * 2);
+    const bits = a.u8(src, n * 2);
+    const u16 = new Uint16Array(bits.buffer, bits.byteOffset, n);
+    for (let i = 0; i < n; i++) u16[i] = i & 0xffff;
+    for (const dtype of ["BF16", "F16"] as const) {
+      if (dtype === "BF16") a.k.decode_bf16(src, dst, n);
+      else a.k.decode_f16(src, dst, n, a.f16Table);
+      const want = decodeToF32(dtype, new Uint16Array(u16), new Float32Array(n));
+      bitsEqual(a.f32(dst, n), want, `${dtype} decode`);
+    }
+    // Encode and round every float32 class: random bit patterns cover normals, subnormals, inf and NaN payloads.
+    const r = rng(7);
+    const vals = a.f32(dst, n);
+    const vb = new Uint32Array(vals.buffer, vals.byteOffset, n);
+    for (let i = 0; i < n; i++) vb[i] = Math.floor(r() * 2 ** 32) >>> 0;
+    vb[0] = 0x80000000;
+    vb[1] = 0x7f7fffff; // rounds up to inf
+    vb[2] = 0x3f808000; // exact tie, even
+    vb[3] = 0x3f818000; // exact tie, odd
+    const plain = new Float32Array(vals);
+    a.k.encode_bf16(dst, enc, n);
+    const want = encodeFromF32(plain, "BF16", new Uint16Array(n));
+    assert.deepEqual(new Uint16Array(a.u8(enc, n * 2).buffer, enc, n), want);
+    a.k.round_bf16(dst, n);
+    bitsEqual(a.f32(dst, n), decodeToF32("BF16", want, new Float32Array(n)), "bf16 rounding");
+    a.release(mark);
+  });
+
+  it("linear and the task-arithmetic family merge identically on arena arrays", () => {
+    const n = 4099;
+    const cases: [string, number, ParamValues, ParamValues[] | undefined][] = [];
+    for (const k of [1, 2, 3, 4, 5]) {
+      const w = Array.from({ length: k }, (_, i) => ({ weight: [0.4, -0.3, 0.7, 0.25, 1.5][i]! }));
+      cases.push(["linear", k, {}, w], ["linear", k, { normalize: false }, w]);
+      cases.push(["task_arithmetic", k, { lambda: 0.7 }, w], ["task_arithmetic", k, { normalize: true }, w]);
+      const d = w.map((x) => ({ ...x, density: 0.5 }));
+      cases.push(["ties", k, {}, d], ["ties", k, { lambda: 1.3, normalize: false }, d], ["dare_ties", k, {}, d]);
+      cases.push(["dare_linear", k, {}, d], ["ties", k, {}, w]); // ties with density 1: every model dense
+    }
+    for (const [method, k, params, modelParams] of cases) {
+      for (const rate of [0, 0.02]) {
+        const base = specials(n, 11 + k, undefined, rate);
+        const models = Array.from({ length: k }, (_, i) => specials(n, 100 * k + i, base, rate));
+        const m = getMethod(method);
+        const hasBase = m.base === "required";
+        const input = { tensorName: "t", params, modelParams, seed: 5 };
+        const js = m.merge({
+          ...input,
+          models: models.map((data) => ({ data, shape: [n] })),
+          base: hasBase ? { data: base, shape: [n] } : undefined,
+        });
+        const mark = a.mark();
+        const outPtr = a.alloc(n * 4);
+        const arr = inArena(a, [base, ...models]);
+        const out = a.f32(outPtr, n);
+        const wasm = m.merge({
+          ...input,
+          models: arr.slice(1).map((data) => ({ data, shape: [n] })),
+          base: hasBase ? { data: arr[0]!, shape: [n] } : undefined,
+          out,
+        });
+        bitsEqual(wasm.data, js.data, `${method} k=${k} ${JSON.stringify(params)} specials=${rate}`);
+        a.release(mark);
+      }
+    }
+  });
+
+  it("streaming task arithmetic on the kernels equals the whole-tensor merge", () => {
+    const n = 10007;
+    const runs: [string, ParamValues, ParamValues[]][] = [
+      [
+        "ties",
+        {},
+        [
+          { weight: 0.5, density: 0.5 },
+          { weight: 0.3, density: 0.3 },
+          { weight: 0.7, density: 0.9 },
+        ],
+      ],
+      [
+        "ties",
+        { rescale: true },
+        [
+          { weight: 0.5, density: 0.5 },
+          { weight: 0.3, density: 0.2 },
+          { weight: 1, density: 1 },
+        ],
+      ],
+      [
+        "ties",
+        {},
+        [
+          { weight: 0.5, density: 0.4 },
+          { weight: -0.3, density: 0.6 },
+        ],
+      ],
+      [
+        "dare_ties",
+        {},
+        [
+          { weight: 0.5, density: 0.5 },
+          { weight: 0.3, density: 0.3 },
+          { weight: 0.7, density: 0.9 },
+        ],
+      ],
+      [
+        "dare_ties",
+        { rescale: false },
+        [
+          { weight: 0.5, density: 0.5 },
+          { weight: 0.3, density: 0.3 },
+          { weight: 0.7, density: 0.9 },
+        ],
+      ],
+      [
+        "dare_linear",
+        {},
+        [
+          { weight: 0.5, density: 0.5 },
+          { weight: 0.3, density: 0.3 },
+          { weight: 0.7, density: 0.9 },
+          { weight: 0.2, density: 0.6 },
+        ],
+      ],
+      [
+        "dare_ties",
+        {},
+        [
+          { weight: 0.5, density: 0.5 },
+          { weight: 0.3, density: 0.3 },
+          { weight: 0.7, density: 0.9 },
+          { weight: 0.2, density: 0.6 },
+          { weight: 0.1, density: 0.7 },
+        ],
+      ],
+    ];
+    for (const [method, params, modelParams] of runs) {
+      for (const rate of [0, 0.01]) {
+        const k = modelParams.length;
+        const base = specials(n, 3, undefined, rate);
+        const models = Array.from({ length: k }, (_, i) => specials(n, 40 + i, base, rate));
+        const m = getMethod(method);
+        const whole = m.merge({
+          tensorName: "t",
+          params,
+          modelParams,
+          seed: 9,
+          models: models.map((data) => ({ data, shape: [n] })),
+          base: { data: base, shape: [n] },
+        });
+        for (const chunk of [1000, 4096, n]) {
+          const mark = a.mark();
+          const stream = m.streaming!({
+            tensorName: "t",
+            numel: n,
+            shape: [n],
+            models: k,
+            hasBase: true,
+            params,
+            modelParams,
+            seed: 9,
+            wasmChunk: chunk,
+          })!;
+          const outPtr = a.alloc(chunk * 4);
+          const arr = inArena(a, [base, ...models]);
+          const got = runStream(stream, arr[0]!, arr.slice(1), chunk, () => a.f32(outPtr, chunk));
+          bitsEqual(got, whole.data, `${method} ${JSON.stringify(params)} k=${k} chunk=${chunk} specials=${rate}`);
+          a.release(mark);
+        }
+      }
+    }
+  });
+});
+
+function runStream(
+  stream: StreamingMerge,
+  base: Float32Array,
+  models: Float32Array[],
+  chunk: number,
+  outBuf: () => Float32Array,
+): Float32Array {
+  const n = base.length;
+  const at = (start: number) => {
+    const end = Math.min(n, start + chunk);
+    return { start, base: base.subarray(start, end), models: models.map((m) => m.subarray(start, end)) };
+  };
+  for (let p = 0; p < stream.passes; p++) {
+    for (let start = 0; start < n; start += chunk) stream.observe(p, at(start));
+    stream.endPass(p);
+  }
+  const out = new Float32Array(n);
+  for (let start = 0; start < n; start += chunk) {
+    const c = at(start);
+    const o = outBuf().subarray(0, c.base.length);
+    stream.emit(c, o);
+    out.set(o, start);
+  }
+  return out;
+}

@@ -1,0 +1,580 @@
+// fusionkit's WebAssembly SIMD kernels for merging (AssemblyScript; compiled by `npm run build:wasm`, which
+// writes src/wasm/kernels.wasm.ts). Every kernel works on raw pointers into the imported linear memory, which the
+// JS side (src/wasm/arena.ts) manages; nothing here allocates. Each computes, bit for bit, what the pure-JS path
+// (src/tensor/convert.ts, src/merge/*.ts, src/tensor/kernels.ts) computes: float32 operations in the same order,
+// so IEEE rounding and NaN / inf / -0 handling are identical.
+//
+// Model tables: k records of 16 bytes, { x: u32 pointer, keep: u32 pointer (0 = keep all), scale: f32, w: f32 }.
+
+const ABS = 0x7fffffff;
+
+// ---- bf16 / f16 codecs ----
+
+/** float32 bits -> bfloat16 bits in the low half of each lane (round to nearest even; NaN quieted). */
+// @ts-ignore: decorator
+@inline function bf16Bits(u: v128): v128 {
+  const isNan = i32x4.gt_u(v128.and(u, i32x4.splat(ABS)), i32x4.splat(0x7f800000));
+  const nanBits = v128.or(i32x4.shr_u(u, 16), i32x4.splat(0x40));
+  const odd = v128.and(i32x4.shr_u(u, 16), i32x4.splat(1));
+  const rounded = i32x4.shr_u(i32x4.add(i32x4.add(u, i32x4.splat(0x7fff)), odd), 16);
+  return v128.bitselect(nanBits, rounded, isNan);
+}
+
+// @ts-ignore: decorator
+@inline function bf16BitsScalar(u: u32): u32 {
+  if ((u & ABS) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+export function decode_bf16(src: usize, dst: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v = v128.load(src + (<usize>i << 1));
+    v128.store(dst + (<usize>i << 2), i32x4.shl(i32x4.extend_low_i16x8_u(v), 16));
+    v128.store(dst + (<usize>i << 2), i32x4.shl(i32x4.extend_high_i16x8_u(v), 16), 16);
+  }
+  for (; i < n; i++) store<u32>(dst + (<usize>i << 2), (<u32>load<u16>(src + (<usize>i << 1))) << 16);
+}
+
+/** f16 -> f32 through the caller's 65536-entry table (exact values, built by src/tensor/float16.ts). */
+export function decode_f16(src: usize, dst: usize, n: i32, table: usize): void {
+  for (let i = 0; i < n; i++) {
+    const h = <usize>load<u16>(src + (<usize>i << 1));
+    store<u32>(dst + (<usize>i << 2), load<u32>(table + (h << 2)));
+  }
+}
+
+/** In place: round float32 values to bfloat16 precision and back (the config's `dtype: bfloat16` cast). */
+export function round_bf16(p: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const a = p + (<usize>i << 2);
+    v128.store(a, i32x4.shl(bf16Bits(v128.load(a)), 16));
+  }
+  for (; i < n; i++) {
+    const a = p + (<usize>i << 2);
+    store<u32>(a, bf16BitsScalar(load<u32>(a)) << 16);
+  }
+}
+
+export function encode_bf16(src: usize, dst: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const a = bf16Bits(v128.load(src + (<usize>i << 2)));
+    const b = bf16Bits(v128.load(src + (<usize>i << 2), 16));
+    v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(a, b));
+  }
+  for (; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>bf16BitsScalar(load<u32>(src + (<usize>i << 2))));
+}
+
+// ---- linear: acc = x0 * w0; acc += fround(xi * wi) in model order; acc / d ----
+
+export function linear(xs: usize, ws: usize, k: i32, d: f32, out: usize, n: i32): void {
+  const dv = f32x4.splat(d);
+  const x0 = <usize>load<u32>(xs);
+  const w0 = f32x4.splat(load<f32>(ws));
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i << 2;
+    let acc = f32x4.mul(v128.load(x0 + off), w0);
+    for (let m = 1; m < k; m++) {
+      const x = <usize>load<u32>(xs + (<usize>m << 2));
+      acc = f32x4.add(acc, f32x4.mul(v128.load(x + off), f32x4.splat(load<f32>(ws + (<usize>m << 2)))));
+    }
+    v128.store(out + off, f32x4.div(acc, dv));
+  }
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    let acc: f32 = load<f32>(x0 + off) * load<f32>(ws);
+    for (let m = 1; m < k; m++) {
+      acc = acc + load<f32>(<usize>load<u32>(xs + (<usize>m << 2)) + off) * load<f32>(ws + (<usize>m << 2));
+    }
+    store<f32>(out + off, acc / d);
+  }
+}
+
+// ---- task arithmetic ----
+
+/**
+ * Non-consensus combine (combineSum): mixed = sum over models of kept fround(t * w), t = x - b (times scale when
+ * scale != 1); dropped entries add nothing. m = mixed [/ divisor] [* lambda]; out = b + m.
+ */
+export function ta_sum(
+  b: usize,
+  models: usize,
+  k: i32,
+  normalize: i32,
+  divisor: f32,
+  lambda: f32,
+  out: usize,
+  n: i32,
+): void {
+  const dv = f32x4.splat(divisor);
+  const lv = f32x4.splat(lambda);
+  const one = f32x4.splat(1);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i << 2;
+    const bv = v128.load(b + off);
+    let mixed = f32x4.splat(0);
+    for (let m = 0; m < k; m++) {
+      const rec = models + (<usize>m << 4);
+      const keep = <usize>load<u32>(rec, 4);
+      const scale = load<f32>(rec, 8);
+      let t = f32x4.sub(v128.load(<usize>load<u32>(rec) + off), bv);
+      if (scale != 1) t = f32x4.mul(t, f32x4.splat(scale));
+      const sum = f32x4.add(mixed, f32x4.mul(t, f32x4.splat(load<f32>(rec, 12))));
+      if (keep == 0) mixed = sum;
+      else {
+        const kv = i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(keep + <usize>i)));
+        mixed = v128.bitselect(sum, mixed, i32x4.ne(kv, i32x4.splat(0)));
+      }
+    }
+    if (normalize) mixed = f32x4.div(mixed, dv);
+    if (lambda != 1) mixed = f32x4.mul(mixed, lv);
+    v128.store(out + off, f32x4.add(bv, mixed));
+  }
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    const bs = load<f32>(b + off);
+    let mixed: f32 = 0;
+    for (let m = 0; m < k; m++) {
+      const rec = models + (<usize>m << 4);
+      const keep = <usize>load<u32>(rec, 4);
+      const scale = load<f32>(rec, 8);
+      let t: f32 = load<f32>(<usize>load<u32>(rec) + off) - bs;
+      if (scale != 1) t = t * scale;
+      if (keep == 0 || load<u8>(keep + <usize>i) != 0) mixed = mixed + t * load<f32>(rec, 12);
+    }
+    if (normalize) mixed = mixed / divisor;
+    if (lambda != 1) mixed = mixed * lambda;
+    store<f32>(out + off, bs + mixed);
+  }
+  void one;
+}
+
+/**
+ * Sign-consensus combine by sum (combineConsensus, TIES): v = kept ? fround(t * w) : 0 * w; vote = sum v in
+ * model order; a model takes part where v has the elected sign (vote >= 0 elects +; zeros never do); mixed and
+ * the divisor sum the taking part; m = mixed [/ (divisor or 1 when 0)] [* lambda]; out = b + m.
+ * Scratch: 4 * k floats at `vs`.
+ */
+export function ta_consensus(
+  b: usize,
+  models: usize,
+  k: i32,
+  normalize: i32,
+  lambda: f32,
+  out: usize,
+  n: i32,
+  vs: usize,
+): void {
+  const lv = f32x4.splat(lambda);
+  const one = f32x4.splat(1);
+  const zero = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i << 2;
+    const bv = v128.load(b + off);
+    let vote = zero;
+    for (let m = 0; m < k; m++) {
+      const rec = models + (<usize>m << 4);
+      const keep = <usize>load<u32>(rec, 4);
+      const scale = load<f32>(rec, 8);
+      const w = load<f32>(rec, 12);
+      let t = f32x4.sub(v128.load(<usize>load<u32>(rec) + off), bv);
+      if (scale != 1) t = f32x4.mul(t, f32x4.splat(scale));
+      let v = f32x4.mul(t, f32x4.splat(w));
+      if (keep != 0) {
+        const kv = i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(keep + <usize>i)));
+        v = v128.bitselect(v, f32x4.splat(<f32>0 * w), i32x4.ne(kv, i32x4.splat(0)));
+      }
+      v128.store(vs + (<usize>m << 4), v);
+      vote = f32x4.add(vote, v);
+    }
+    const pos = f32x4.ge(vote, zero);
+    let mixed = zero;
+    let div = zero;
+    for (let m = 0; m < k; m++) {
+      const v = v128.load(vs + (<usize>m << 4));
+      const sel = v128.bitselect(f32x4.gt(v, zero), f32x4.lt(v, zero), pos);
+      mixed = v128.bitselect(f32x4.add(mixed, v), mixed, sel);
+      div = v128.bitselect(f32x4.add(div, f32x4.splat(load<f32>(models + (<usize>m << 4), 12))), div, sel);
+    }
+    if (normalize) mixed = f32x4.div(mixed, v128.bitselect(one, div, f32x4.eq(div, zero)));
+    if (lambda != 1) mixed = f32x4.mul(mixed, lv);
+    v128.store(out + off, f32x4.add(bv, mixed));
+  }
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    const bs = load<f32>(b + off);
+    let vote: f32 = 0;
+    for (let m = 0; m < k; m++) {
+      const rec = models + (<usize>m << 4);
+      const keep = <usize>load<u32>(rec, 4);
+      const scale = load<f32>(rec, 8);
+      const w = load<f32>(rec, 12);
+      let t: f32 = load<f32>(<usize>load<u32>(rec) + off) - bs;
+      if (scale != 1) t = t * scale;
+      const v: f32 = keep == 0 || load<u8>(keep + <usize>i) != 0 ? t * w : <f32>0 * w;
+      store<f32>(vs + (<usize>m << 2), v);
+      vote = vote + v;
+    }
+    let mixed: f32 = 0;
+    let div: f32 = 0;
+    for (let m = 0; m < k; m++) {
+      const v = load<f32>(vs + (<usize>m << 2));
+      if (vote >= 0 ? v > 0 : v < 0) {
+        mixed = mixed + v;
+        div = div + load<f32>(models + (<usize>m << 4), 12);
+      }
+    }
+    if (normalize) mixed = mixed / (div == 0 ? <f32>1 : div);
+    if (lambda != 1) mixed = mixed * lambda;
+    store<f32>(out + off, bs + mixed);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function keepLanes(keep: usize, i: i32): v128 {
+  if (keep == 0) return i32x4.splat(-1);
+  return i32x4.ne(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(keep + <usize>i))), i32x4.splat(0));
+}
+
+// @ts-ignore: decorator
+@inline function weighted(x: usize, off: usize, bv: v128, scale: f32, w: f32, keep: v128): v128 {
+  let t = f32x4.sub(v128.load(x + off), bv);
+  if (scale != 1) t = f32x4.mul(t, f32x4.splat(scale));
+  return v128.bitselect(f32x4.mul(t, f32x4.splat(w)), f32x4.splat(<f32>0 * w), keep);
+}
+
+// @ts-ignore: decorator
+@inline function take(acc: v128, v: v128, pos: v128): v128 {
+  const zero = f32x4.splat(0);
+  const sel = v128.bitselect(f32x4.gt(v, zero), f32x4.lt(v, zero), pos);
+  return v128.bitselect(f32x4.add(acc, v), acc, sel);
+}
+
+// @ts-ignore: decorator
+@inline function takeW(acc: v128, v: v128, w: f32, pos: v128): v128 {
+  const zero = f32x4.splat(0);
+  const sel = v128.bitselect(f32x4.gt(v, zero), f32x4.lt(v, zero), pos);
+  return v128.bitselect(f32x4.add(acc, f32x4.splat(w)), acc, sel);
+}
+
+// @ts-ignore: decorator
+@inline function scalarWeighted(x: usize, keep: usize, i: i32, bs: f32, scale: f32, w: f32): f32 {
+  let t: f32 = load<f32>(x + (<usize>i << 2)) - bs;
+  if (scale != 1) t = t * scale;
+  return keep == 0 || load<u8>(keep + <usize>i) != 0 ? t * w : <f32>0 * w;
+}
+
+/** ta_consensus for exactly three models, every operand in registers (the common TIES / DARE case). */
+export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+  const x0 = <usize>load<u32>(models, 0);
+  const q0 = <usize>load<u32>(models, 4);
+  const s0 = load<f32>(models, 8);
+  const w0 = load<f32>(models, 12);
+  const x1 = <usize>load<u32>(models, 16);
+  const q1 = <usize>load<u32>(models, 20);
+  const s1 = load<f32>(models, 24);
+  const w1 = load<f32>(models, 28);
+  const x2 = <usize>load<u32>(models, 32);
+  const q2 = <usize>load<u32>(models, 36);
+  const s2 = load<f32>(models, 40);
+  const w2 = load<f32>(models, 44);
+  const lv = f32x4.splat(lambda);
+  const one = f32x4.splat(1);
+  const zero = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i << 2;
+    const bv = v128.load(b + off);
+    const v0 = weighted(x0, off, bv, s0, w0, keepLanes(q0, i));
+    const v1 = weighted(x1, off, bv, s1, w1, keepLanes(q1, i));
+    const v2 = weighted(x2, off, bv, s2, w2, keepLanes(q2, i));
+    const pos = f32x4.ge(f32x4.add(f32x4.add(f32x4.add(zero, v0), v1), v2), zero);
+    let mixed = take(take(take(zero, v0, pos), v1, pos), v2, pos);
+    if (normalize) {
+      const div = takeW(takeW(takeW(zero, v0, w0, pos), v1, w1, pos), v2, w2, pos);
+      mixed = f32x4.div(mixed, v128.bitselect(one, div, f32x4.eq(div, zero)));
+    }
+    if (lambda != 1) mixed = f32x4.mul(mixed, lv);
+    v128.store(out + off, f32x4.add(bv, mixed));
+  }
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    const bs = load<f32>(b + off);
+    const v0 = scalarWeighted(x0, q0, i, bs, s0, w0);
+    const v1 = scalarWeighted(x1, q1, i, bs, s1, w1);
+    const v2 = scalarWeighted(x2, q2, i, bs, s2, w2);
+    const vote: f32 = <f32>0 + v0 + v1 + v2;
+    let mixed: f32 = 0;
+    let div: f32 = 0;
+    if (vote >= 0 ? v0 > 0 : v0 < 0) {
+      mixed = mixed + v0;
+      div = div + w0;
+    }
+    if (vote >= 0 ? v1 > 0 : v1 < 0) {
+      mixed = mixed + v1;
+      div = div + w1;
+    }
+    if (vote >= 0 ? v2 > 0 : v2 < 0) {
+      mixed = mixed + v2;
+      div = div + w2;
+    }
+    if (normalize) mixed = mixed / (div == 0 ? <f32>1 : div);
+    if (lambda != 1) mixed = mixed * lambda;
+    store<f32>(out + off, bs + mixed);
+  }
+}
+
+// ---- magnitude selection over |x - b| (float32 bit patterns, sign cleared) ----
+
+/** hist[key >>> 16]++ for key = bits(|x - b|). */
+export function delta_hist_hi(x: usize, b: usize, n: i32, hist: usize): void {
+  const abs = i32x4.splat(ABS);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i << 2;
+    const h = i32x4.shr_u(v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs), 16);
+    const a0 = hist + (<usize>i32x4.extract_lane(h, 0) << 2);
+    store<u32>(a0, load<u32>(a0) + 1);
+    const a1 = hist + (<usize>i32x4.extract_lane(h, 1) << 2);
+    store<u32>(a1, load<u32>(a1) + 1);
+    const a2 = hist + (<usize>i32x4.extract_lane(h, 2) << 2);
+    store<u32>(a2, load<u32>(a2) + 1);
+    const a3 = hist + (<usize>i32x4.extract_lane(h, 3) << 2);
+    store<u32>(a3, load<u32>(a3) + 1);
+  }
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    const d: f32 = load<f32>(x + off) - load<f32>(b + off);
+    const a = hist + (<usize>((reinterpret<u32>(d) & ABS) >>> 16) << 2);
+    store<u32>(a, load<u32>(a) + 1);
+  }
+}
+
+/** lo[key & 0xffff]++ for the keys whose high bits equal `bin`. */
+export function delta_hist_lo(x: usize, b: usize, n: i32, bin: u32, lo: usize): void {
+  const abs = i32x4.splat(ABS);
+  const binv = i32x4.splat(bin);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i << 2;
+    const key = v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs);
+    if (!v128.any_true(i32x4.eq(i32x4.shr_u(key, 16), binv))) continue;
+    for (let l = 0; l < 4; l++) {
+      const d: f32 = load<f32>(x + off + (<usize>l << 2)) - load<f32>(b + off + (<usize>l << 2));
+      const kk = reinterpret<u32>(d) & ABS;
+      if (kk >>> 16 == bin) {
+        const a = lo + (<usize>(kk & 0xffff) << 2);
+        store<u32>(a, load<u32>(a) + 1);
+      }
+    }
+  }
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    const d: f32 = load<f32>(x + off) - load<f32>(b + off);
+    const kk = reinterpret<u32>(d) & ABS;
+    if (kk >>> 16 == bin) {
+      const a = lo + (<usize>(kk & 0xffff) << 2);
+      store<u32>(a, load<u32>(a) + 1);
+    }
+  }
+}
+
+/**
+ * Top-k keep-mask of one chunk: mask = bits(|x - b|) > key, then the first `left` entries equal to key (index
+ * order) are kept too. Returns how many ties are still to keep in later chunks.
+ */
+export function delta_topk_mask(x: usize, b: usize, n: i32, key: u32, left: i32, mask: usize): i32 {
+  const abs = i32x4.splat(ABS);
+  const kv = i32x4.splat(key);
+  const one = i32x4.splat(1);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const off = <usize>i << 2;
+    const k0 = v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs);
+    const k1 = v128.and(f32x4.sub(v128.load(x + off, 16), v128.load(b + off, 16)), abs);
+    const k2 = v128.and(f32x4.sub(v128.load(x + off, 32), v128.load(b + off, 32)), abs);
+    const k3 = v128.and(f32x4.sub(v128.load(x + off, 48), v128.load(b + off, 48)), abs);
+    const m01 = i16x8.narrow_i32x4_u(v128.and(i32x4.gt_u(k0, kv), one), v128.and(i32x4.gt_u(k1, kv), one));
+    const m23 = i16x8.narrow_i32x4_u(v128.and(i32x4.gt_u(k2, kv), one), v128.and(i32x4.gt_u(k3, kv), one));
+    v128.store(mask + <usize>i, i8x16.narrow_i16x8_u(m01, m23));
+  }
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    const d: f32 = load<f32>(x + off) - load<f32>(b + off);
+    store<u8>(mask + <usize>i, (reinterpret<u32>(d) & ABS) > key ? 1 : 0);
+  }
+  // Ties at the threshold, first ones in index order: skip four at a time where none is equal.
+  i = 0;
+  while (left > 0 && i < n) {
+    if (i + 4 <= n) {
+      const off = <usize>i << 2;
+      const kk = v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs);
+      const eq = i32x4.eq(kk, kv);
+      if (!v128.any_true(eq)) {
+        i += 4;
+        continue;
+      }
+      const bits = i32x4.bitmask(eq);
+      for (let l = 0; l < 4 && left > 0; l++) {
+        if ((bits >> l) & 1) {
+          store<u8>(mask + <usize>(i + l), 1);
+          left--;
+        }
+      }
+      i += 4;
+      continue;
+    }
+    const off = <usize>i << 2;
+    const d: f32 = load<f32>(x + off) - load<f32>(b + off);
+    if ((reinterpret<u32>(d) & ABS) == key) {
+      store<u8>(mask + <usize>i, 1);
+      left--;
+    }
+    i++;
+  }
+  return left;
+}
+
+// ---- DARE: keyed counter-based Bernoulli draws ----
+
+// @ts-ignore: decorator
+@inline function mix32x4(x: v128): v128 {
+  x = v128.xor(x, i32x4.shr_u(x, 16));
+  x = i32x4.mul(x, i32x4.splat(0x7feb352d));
+  x = v128.xor(x, i32x4.shr_u(x, 15));
+  x = i32x4.mul(x, i32x4.splat(0x846ca68b));
+  return v128.xor(x, i32x4.shr_u(x, 16));
+}
+
+// @ts-ignore: decorator
+@inline function mix32(x: u32): u32 {
+  x ^= x >>> 16;
+  x *= 0x7feb352d;
+  x ^= x >>> 15;
+  x *= 0x846ca68b;
+  return x ^ (x >>> 16);
+}
+
+/** mask[i] = mix32(mix32(lo + i + k0) ^ k1) < threshold (unsigned), for a threshold in (0, 2^32). */
+export function bernoulli(k0: u32, k1: u32, lo: u32, threshold: u32, mask: usize, n: i32): void {
+  const k0v = i32x4.splat(k0);
+  const k1v = i32x4.splat(k1);
+  const tv = i32x4.splat(threshold);
+  const one = i32x4.splat(1);
+  let c = i32x4.add(i32x4.splat(lo), i32x4(0, 1, 2, 3));
+  const step = i32x4.splat(4);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const h0 = mix32x4(v128.xor(mix32x4(i32x4.add(c, k0v)), k1v));
+    c = i32x4.add(c, step);
+    const h1 = mix32x4(v128.xor(mix32x4(i32x4.add(c, k0v)), k1v));
+    c = i32x4.add(c, step);
+    const h2 = mix32x4(v128.xor(mix32x4(i32x4.add(c, k0v)), k1v));
+    c = i32x4.add(c, step);
+    const h3 = mix32x4(v128.xor(mix32x4(i32x4.add(c, k0v)), k1v));
+    c = i32x4.add(c, step);
+    const m01 = i16x8.narrow_i32x4_u(v128.and(i32x4.lt_u(h0, tv), one), v128.and(i32x4.lt_u(h1, tv), one));
+    const m23 = i16x8.narrow_i32x4_u(v128.and(i32x4.lt_u(h2, tv), one), v128.and(i32x4.lt_u(h3, tv), one));
+    v128.store(mask + <usize>i, i8x16.narrow_i16x8_u(m01, m23));
+  }
+  for (; i < n; i++) {
+    store<u8>(mask + <usize>i, mix32(mix32(lo + <u32>i + k0) ^ k1) < threshold ? 1 : 0);
+  }
+}
+
+// ---- L1 sums (rescale): float64, accumulated strictly in index order per model ----
+
+/**
+ * For three models (x_m, mask_m): before += |x - b|; after += |x - b| * keep unless |x - b| is inf, where
+ * infKept |= keep instead. acc: 9 float64 { before, after, infKept (0/1) } per model, read and updated. The
+ * magnitudes are prepared four at a time in SIMD lanes; the float64 sums stay sequential (six independent chains
+ * interleaved so their latencies overlap). A group holding an infinity takes the scalar path.
+ */
+export function l1_sums3(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, m2: usize, b: usize, n: i32, acc: usize): void {
+  let be0 = load<f64>(acc, 0);
+  let af0 = load<f64>(acc, 8);
+  let in0 = load<f64>(acc, 16);
+  let be1 = load<f64>(acc, 24);
+  let af1 = load<f64>(acc, 32);
+  let in1 = load<f64>(acc, 40);
+  let be2 = load<f64>(acc, 48);
+  let af2 = load<f64>(acc, 56);
+  let in2 = load<f64>(acc, 64);
+  const inf = f32x4.splat(Infinity);
+  let i = 0;
+  while (i < n) {
+    if (i + 4 <= n) {
+      const off = <usize>i << 2;
+      const bv = v128.load(b + off);
+      const a0 = f32x4.abs(f32x4.sub(v128.load(x0 + off), bv));
+      const a1 = f32x4.abs(f32x4.sub(v128.load(x1 + off), bv));
+      const a2 = f32x4.abs(f32x4.sub(v128.load(x2 + off), bv));
+      if (!v128.any_true(v128.or(v128.or(f32x4.eq(a0, inf), f32x4.eq(a1, inf)), f32x4.eq(a2, inf)))) {
+        const p0 = f32x4.mul(a0, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(m0 + <usize>i)))));
+        const p1 = f32x4.mul(a1, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(m1 + <usize>i)))));
+        const p2 = f32x4.mul(a2, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(m2 + <usize>i)))));
+        be0 += <f64>f32x4.extract_lane(a0, 0);
+        af0 += <f64>f32x4.extract_lane(p0, 0);
+        be1 += <f64>f32x4.extract_lane(a1, 0);
+        af1 += <f64>f32x4.extract_lane(p1, 0);
+        be2 += <f64>f32x4.extract_lane(a2, 0);
+        af2 += <f64>f32x4.extract_lane(p2, 0);
+        be0 += <f64>f32x4.extract_lane(a0, 1);
+        af0 += <f64>f32x4.extract_lane(p0, 1);
+        be1 += <f64>f32x4.extract_lane(a1, 1);
+        af1 += <f64>f32x4.extract_lane(p1, 1);
+        be2 += <f64>f32x4.extract_lane(a2, 1);
+        af2 += <f64>f32x4.extract_lane(p2, 1);
+        be0 += <f64>f32x4.extract_lane(a0, 2);
+        af0 += <f64>f32x4.extract_lane(p0, 2);
+        be1 += <f64>f32x4.extract_lane(a1, 2);
+        af1 += <f64>f32x4.extract_lane(p1, 2);
+        be2 += <f64>f32x4.extract_lane(a2, 2);
+        af2 += <f64>f32x4.extract_lane(p2, 2);
+        be0 += <f64>f32x4.extract_lane(a0, 3);
+        af0 += <f64>f32x4.extract_lane(p0, 3);
+        be1 += <f64>f32x4.extract_lane(a1, 3);
+        af1 += <f64>f32x4.extract_lane(p1, 3);
+        be2 += <f64>f32x4.extract_lane(a2, 3);
+        af2 += <f64>f32x4.extract_lane(p2, 3);
+        i += 4;
+        continue;
+      }
+    }
+    // Scalar: the rest of a chunk, or a group of four holding an infinity.
+    const end = i + 4 < n ? i + 4 : n;
+    for (; i < end; i++) {
+      const off = <usize>i << 2;
+      const bs = load<f32>(b + off);
+      const a0 = <f64>Mathf.abs(load<f32>(x0 + off) - bs);
+      const q0 = load<u8>(m0 + <usize>i);
+      be0 += a0;
+      if (a0 == Infinity) in0 = q0 != 0 ? 1 : in0;
+      else af0 += a0 * <f64>q0;
+      const a1 = <f64>Mathf.abs(load<f32>(x1 + off) - bs);
+      const q1 = load<u8>(m1 + <usize>i);
+      be1 += a1;
+      if (a1 == Infinity) in1 = q1 != 0 ? 1 : in1;
+      else af1 += a1 * <f64>q1;
+      const a2 = <f64>Mathf.abs(load<f32>(x2 + off) - bs);
+      const q2 = load<u8>(m2 + <usize>i);
+      be2 += a2;
+      if (a2 == Infinity) in2 = q2 != 0 ? 1 : in2;
+      else af2 += a2 * <f64>q2;
+    }
+  }
+  store<f64>(acc, be0, 0);
+  store<f64>(acc, af0, 8);
+  store<f64>(acc, in0, 16);
+  store<f64>(acc, be1, 24);
+  store<f64>(acc, af1, 32);
+  store<f64>(acc, in1, 40);
+  store<f64>(acc, be2, 48);
+  store<f64>(acc, af2, 56);
+  store<f64>(acc, in2, 64);
+}
