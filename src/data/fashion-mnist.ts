@@ -31,13 +31,14 @@ export const FASHION_MNIST_INSTALL_HINT =
   "install it with `apt-get install dataset-fashion-mnist` or set FASHION_MNIST_DIR to a directory holding " +
   "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]";
 
-/** The directories searched, in order: `$FASHION_MNIST_DIR` (when set), the Debian package's, `./data/fashion-mnist`. */
+/**
+ * The directories searched: `$FASHION_MNIST_DIR` alone when it is set (a directory the user named that is missing is
+ * an error, never a silent fall-back to another copy), else the Debian package's, then `./data/fashion-mnist`.
+ */
 export function fashionMnistSearchPath(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): string[] {
-  const out: string[] = [];
   const fromEnv = env.FASHION_MNIST_DIR;
-  if (fromEnv !== undefined && fromEnv !== "") out.push(resolve(cwd, fromEnv));
-  out.push(FASHION_MNIST_SYSTEM_DIR, resolve(cwd, "data/fashion-mnist"));
-  return out;
+  if (fromEnv !== undefined && fromEnv !== "") return [resolve(cwd, fromEnv)];
+  return [FASHION_MNIST_SYSTEM_DIR, resolve(cwd, "data/fashion-mnist")];
 }
 
 /** The first directory of `searchPath` that exists; a FILE_NOT_FOUND FusionError with the install hint otherwise. */

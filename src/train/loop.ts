@@ -138,9 +138,9 @@ export function train(input: TrainInput): TrainResult {
       );
       const lr = learningRateAt(schedule, step);
       let newBuffers: Params | undefined;
+      const x = tf.tensor4d(xbuf, [batch, rows, cols, 1]);
+      const y = tf.tensor1d(ybuf, "int32");
       const { value, grads } = tf.variableGrads(() => {
-        const x = tf.tensor4d(xbuf, [batch, rows, cols, 1]);
-        const y = tf.tensor1d(ybuf, "int32");
         const r = model.forward(backbone, x, { training: true });
         if (r.buffers !== undefined && buffers.size > 0) {
           for (const t of Object.values(r.buffers)) tf.keep(t);
@@ -148,6 +148,7 @@ export function train(input: TrainInput): TrainResult {
         }
         return crossEntropy(applyHead(head, r.output) as tf.Tensor2D, y);
       }, vars);
+      tf.dispose([x, y]);
       opt.step(lr, grads, vars);
       tf.dispose(grads);
       if (newBuffers !== undefined) {

@@ -49,7 +49,11 @@ export function createOptimizer(o: OptimizerOptions): StepOptimizer {
         opt.setLearningRate(lr);
         opt.applyGradients(grads as unknown as Record<string, tf.Variable>);
       },
-      dispose: () => opt.dispose(),
+      dispose: () => {
+        opt.dispose();
+        // MomentumOptimizer.dispose forgets SGDOptimizer's learning-rate scalar.
+        (opt as unknown as { c?: tf.Tensor }).c?.dispose();
+      },
     };
   }
   const opt = adam(0.001, 0.9, 0.999, 1e-8);
@@ -60,7 +64,9 @@ export function createOptimizer(o: OptimizerOptions): StepOptimizer {
         const keep = 1 - lr * decay;
         for (const v of variables) {
           if (v.rank < 2 || grads[v.name] === undefined) continue;
-          v.assign(tf.tidy(() => v.mul(keep)));
+          const decayed = tf.tidy(() => v.mul(keep));
+          v.assign(decayed);
+          decayed.dispose(); // assign takes its own reference
         }
       }
       setLearningRate(opt, lr);

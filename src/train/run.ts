@@ -59,6 +59,12 @@ export function loadHead(path: string, featureDim: number, numClasses: number): 
   const s = readSidecar(path);
   if (s.kind !== "head")
     throw new FusionError("CHECKPOINT_INVALID", `not a head checkpoint (sidecar kind ${s.kind})`, { file: path });
+  if (s.numClasses !== undefined && s.numClasses !== numClasses)
+    throw new FusionError(
+      "SHAPE_MISMATCH",
+      `head has ${s.numClasses} outputs${s.task ? ` (trained for ${s.task})` : ""} but the task has ${numClasses} classes`,
+      { file: path },
+    );
   return readCheckpoint(path, headParams(featureDim, numClasses))!.params;
 }
 

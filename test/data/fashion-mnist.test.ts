@@ -54,12 +54,8 @@ describe("Fashion-MNIST", () => {
     assert.equal(sum, 76247, "first training image");
   });
 
-  it("searches FASHION_MNIST_DIR, then the Debian directory, then ./data/fashion-mnist", () => {
-    assert.deepEqual(fashionMnistSearchPath({ FASHION_MNIST_DIR: "x/y" }, "/w"), [
-      "/w/x/y",
-      FASHION_MNIST_SYSTEM_DIR,
-      "/w/data/fashion-mnist",
-    ]);
+  it("searches FASHION_MNIST_DIR alone when set, else the Debian directory, then ./data/fashion-mnist", () => {
+    assert.deepEqual(fashionMnistSearchPath({ FASHION_MNIST_DIR: "x/y" }, "/w"), ["/w/x/y"]);
     assert.deepEqual(fashionMnistSearchPath({}, "/w"), [FASHION_MNIST_SYSTEM_DIR, "/w/data/fashion-mnist"]);
     assert.deepEqual(fashionMnistSearchPath({ FASHION_MNIST_DIR: "" }, "/w"), [
       FASHION_MNIST_SYSTEM_DIR,
