@@ -37,7 +37,7 @@ function forBatches(data: TaskSplit, batchSize: number, fn: (x: tf.Tensor4D, sta
 
 /** Accuracy, mean loss and mean prediction entropy of `head(backbone(x))` on `data`. */
 export function evaluate(
-  model: Model,
+  model: Model<unknown>,
   backbone: Params,
   head: Params,
   data: TaskSplit,
@@ -54,7 +54,7 @@ export function evaluate(
 
 /** Eval-mode features of every example: count x featureDim, row-major. */
 export function extractFeatures(
-  model: Model,
+  model: Model<unknown>,
   backbone: Params,
   data: TaskSplit,
   batchSize = DEFAULT_BATCH,

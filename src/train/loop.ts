@@ -38,7 +38,7 @@ export interface TrainProgress {
 }
 
 export interface TrainInput {
-  model: Model;
+  model: Model<unknown>;
   backbone: Params;
   head: Params;
   data: TaskSplit;

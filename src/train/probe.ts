@@ -34,7 +34,7 @@ let probeCounter = 0;
 
 /** Trains `head` (initial values; not modified) on the frozen `backbone`'s features of `data`. */
 export function trainProbe(
-  model: Model,
+  model: Model<unknown>,
   backbone: Params,
   head: Params,
   data: TaskSplit,
