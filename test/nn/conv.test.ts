@@ -33,11 +33,14 @@ const CASES: Case[] = [
   { x: [40, 6, 6, 8], f: [3, 3, 8, 8], strides: 1, pad: "same" }, // more than one im2col chunk
   { x: [12, 14, 14, 64], f: [3, 3, 64, 64], strides: 1, pad: "valid" }, // input gradient over several row chunks
   { x: [6, 13, 15, 64], f: [3, 2, 64, 48], strides: 1, pad: "same" },
+  { x: [40, 14, 14, 32], f: [3, 3, 32, 16], strides: 1, pad: "valid" }, // row-tap forward over several line chunks
+  { x: [3, 9, 11, 16], f: [3, 3, 16, 5], strides: [1, 2], pad: "same" }, // row taps with a width stride
 ];
 
 const DILATED: Case[] = [
   { x: [2, 9, 9, 2], f: [3, 3, 2, 3], strides: 1, pad: "valid", dilations: 2 },
   { x: [1, 10, 9, 3], f: [2, 3, 3, 2], strides: 1, pad: "same", dilations: [2, 3] },
+  { x: [2, 9, 11, 16], f: [3, 3, 16, 5], strides: 1, pad: "same", dilations: [1, 2] }, // row taps, dilated width
 ];
 
 describe("Conv2D and its gradients (Conv2DBackpropInput, Conv2DBackpropFilter)", () => {

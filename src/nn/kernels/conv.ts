@@ -192,6 +192,100 @@ function biasRelu(y: Float32Array, b: Float32Array, n: number): void {
   }
 }
 
+/** Row-tap convolution applies: stride 1 and no dilation down the rows, filter rows long enough for a GEMM's K. */
+function rowTaps(c: Info): boolean {
+  return c.strideHeight === 1 && c.dilationHeight === 1 && c.filterHeight > 1 && c.filterWidth * c.inChannels >= 32;
+}
+
+/**
+ * rows[(t - t0), ow, (kw, ci)] = x[b, hp - top, ow * sw - left + kw * dw, ci] for the padded input lines t = b * HP + hp,
+ * t0 <= t < t1 (0 in the padding): the im2col of one filter row, shared by all FH filter rows.
+ */
+function rowIm2col(x: Float32Array, c: Info, HP: number, t0: number, t1: number, rows: Float32Array): void {
+  const { inHeight: H, inWidth: W, inChannels: C, outWidth: OW, filterWidth: FW } = c;
+  const { strideWidth: sw, dilationWidth: dw } = c;
+  const top = c.padInfo.top;
+  const left = c.padInfo.left;
+  const span = FW * C;
+  let o = 0;
+  for (let t = t0; t < t1; t++) {
+    const b = Math.floor(t / HP);
+    const ih = t - b * HP - top;
+    if (ih < 0 || ih >= H) {
+      rows.fill(0, o, o + OW * span);
+      o += OW * span;
+      continue;
+    }
+    const xr = (b * H + ih) * W * C;
+    for (let ow = 0; ow < OW; ow++) {
+      const iw0 = ow * sw - left;
+      if (dw === 1 && iw0 >= 0 && iw0 + FW <= W) {
+        const src = xr + iw0 * C;
+        rows.set(x.subarray(src, src + span), o);
+        o += span;
+        continue;
+      }
+      for (let kw = 0; kw < FW; kw++) {
+        const iw = iw0 + kw * dw;
+        if (iw < 0 || iw >= W) {
+          for (let ci = 0; ci < C; ci++) rows[o++] = 0;
+        } else {
+          const xi = xr + iw * C;
+          for (let ci = 0; ci < C; ci++) rows[o++] = x[xi + ci];
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Forward convolution for rowTaps geometries with a third of im2col's copying: the input is expanded along the width
+ * only (rowIm2col, FW * CI values per output column), and filter row kh is one GEMM over those lines shifted down by
+ * kh: out line t (image b, row oh) += rows[t + kh] W[kh], accumulated over kh in a cache-sized chunk of lines. Lines
+ * with oh >= OH straddle two images and are dropped; the valid ones are copied out with the bias and activation.
+ */
+function convForwardRows(
+  sgemm: Sgemm,
+  be: FusionBackend,
+  x: Float32Array,
+  w: Float32Array,
+  c: Info,
+  y: Float32Array,
+  epilogue: Epilogue | null,
+): void {
+  const { batchSize: B, outHeight: OH, outWidth: OW, outChannels: N, filterHeight: FH, filterWidth: FW } = c;
+  const K = FW * c.inChannels;
+  const HP = OH + FH - 1;
+  const lines = B * HP - (FH - 1); // the last image's FH - 1 dropped lines need no input
+  const per = Math.max(1, Math.floor(2048 / OW));
+  const rows = be.pool.alloc((per + FH - 1) * OW * K);
+  const out = be.pool.alloc(per * OW * N);
+  const lineLen = OW * N;
+  for (let t0 = 0; t0 < lines; t0 += per) {
+    const t1 = Math.min(lines, t0 + per);
+    rowIm2col(x, c, HP, t0, Math.min(B * HP, t1 + FH - 1), rows);
+    const M = (t1 - t0) * OW;
+    for (let kh = 0; kh < FH; kh++) {
+      const a = rows.subarray(kh * OW * K);
+      sgemm(NO_TRANS, NO_TRANS, M, N, K, 1, a, K, w.subarray(kh * K * N), N, kh === 0 ? 0 : 1, out, N);
+    }
+    let first = -1;
+    let last = -1;
+    for (let t = t0; t < t1; t++) {
+      const b = Math.floor(t / HP);
+      const oh = t - b * HP;
+      if (oh >= OH) continue;
+      const dst = (b * OH + oh) * lineLen;
+      y.set(out.subarray((t - t0) * lineLen, (t - t0 + 1) * lineLen), dst);
+      if (first < 0) first = dst;
+      last = dst + lineLen;
+    }
+    if (first >= 0) finish(y.subarray(first, last), N, epilogue);
+  }
+  be.pool.release(rows);
+  be.pool.release(out);
+}
+
 /**
  * y[B*OH*OW, CO] = cols(x) W, then the epilogue, chunk by chunk. A bias of one value per output channel rides in the
  * GEMM (a ones column in cols, the bias as an extra filter row), leaving only the activation for the epilogue.
@@ -211,6 +305,10 @@ function convForward(
   if (isPointwise(c)) {
     sgemm(NO_TRANS, NO_TRANS, c.batchSize * rowsPerImage, N, K, 1, x, K, w, N, 0, y, N);
     finish(y, N, epilogue);
+    return;
+  }
+  if (rowTaps(c)) {
+    convForwardRows(sgemm, be, x, w, c, y, epilogue);
     return;
   }
   const bias = epilogue?.bias ?? null;
