@@ -9,13 +9,13 @@ import * as tf from "@tensorflow/tfjs";
 
 type GradFn = Parameters<typeof tf.customGrad>[0];
 
-function f32(t: tf.Tensor): Float32Array {
+export function f32(t: tf.Tensor): Float32Array {
   const v = t.dataSync();
   return v instanceof Float32Array ? v : Float32Array.from(v);
 }
 
 /** out = x permuted by `perm` (tf.transpose semantics), one pass with incremental offsets. */
-function transposeValues(x: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
+export function transposeValues(x: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
   const rank = shape.length;
   const out = new Float32Array(x.length);
   if (x.length === 0) return out;
@@ -30,18 +30,23 @@ function transposeValues(x: Float32Array, shape: readonly number[], perm: readon
   const last = rank - 1;
   const n = outShape[last]!;
   const st = step[last]!;
+  const m = rank > 1 ? outShape[last - 1]! : 1;
+  const sm = rank > 1 ? step[last - 1]! : 0;
+  const outer = rank > 1 ? last - 2 : -1;
   const idx = new Array<number>(rank).fill(0);
   let base = 0;
   let o = 0;
   const total = x.length;
   while (o < total) {
-    let off = base;
-    for (let j = 0; j < n; j++) {
-      out[o++] = x[off]!;
-      off += st;
+    for (let i = 0, row = base; i < m; i++, row += sm) {
+      let off = row;
+      for (let j = 0; j < n; j++) {
+        out[o++] = x[off]!;
+        off += st;
+      }
     }
     // carry over the outer output dims
-    let d = last - 1;
+    let d = outer;
     while (d >= 0) {
       idx[d]!++;
       base += step[d]!;
@@ -222,7 +227,7 @@ export function gelu(x: tf.Tensor): tf.Tensor {
     for (let i = 0; i < xv.length; i++) {
       const v = xv[i]!;
       const v2 = v * v;
-      const t = Math.tanh(GELU_C * v * (1 + GELU_A * v2));
+      const t = 1 - 2 / (Math.exp(2 * GELU_C * v * (1 + GELU_A * v2)) + 1); // tanh, via one exp
       y[i] = 0.5 * v * (1 + t);
       dydx[i] = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * GELU_C * (1 + 3 * GELU_A * v2);
     }
@@ -292,4 +297,84 @@ export function spatialMean(x: tf.Tensor): tf.Tensor {
     };
   }) as unknown as GradFn);
   return run(x);
+}
+
+/** softmax(scale · x) over the last axis. */
+export function scaledSoftmax(x: tf.Tensor, scale: number): tf.Tensor {
+  const run = tf.customGrad(((a: tf.Tensor) => {
+    const C = a.shape[a.rank - 1]!;
+    const M = a.size / C;
+    const xv = f32(a);
+    const y = new Float32Array(a.size);
+    for (let r = 0; r < M; r++) {
+      const o = r * C;
+      let mx = -Infinity;
+      for (let c = 0; c < C; c++) mx = Math.max(mx, xv[o + c]!);
+      let sum = 0;
+      for (let c = 0; c < C; c++) {
+        const e = Math.exp(scale * (xv[o + c]! - mx));
+        y[o + c] = e;
+        sum += e;
+      }
+      const inv = 1 / sum;
+      for (let c = 0; c < C; c++) y[o + c]! *= inv;
+    }
+    const saved = y.slice();
+    return {
+      value: tf.tensor(y, a.shape, "float32"),
+      gradFunc: (dy: tf.Tensor) => {
+        const g = f32(dy);
+        const dx = new Float32Array(a.size);
+        for (let r = 0; r < M; r++) {
+          const o = r * C;
+          let dot = 0;
+          for (let c = 0; c < C; c++) dot += g[o + c]! * saved[o + c]!;
+          for (let c = 0; c < C; c++) dx[o + c] = scale * saved[o + c]! * (g[o + c]! - dot);
+        }
+        return tf.tensor(dx, a.shape, "float32");
+      },
+    };
+  }) as unknown as GradFn);
+  return run(x);
+}
+
+/** x[:, 0, :] of [N, T, D] as [N, D]. */
+export function firstToken(x: tf.Tensor): tf.Tensor {
+  const run = tf.customGrad(((a: tf.Tensor) => {
+    const [N, T, D] = a.shape as [number, number, number];
+    const av = f32(a);
+    const out = new Float32Array(N * D);
+    for (let n = 0; n < N; n++) out.set(av.subarray(n * T * D, n * T * D + D), n * D);
+    return {
+      value: tf.tensor(out, [N, D], "float32"),
+      gradFunc: (dy: tf.Tensor) => {
+        const g = f32(dy);
+        const dx = new Float32Array(a.size);
+        for (let n = 0; n < N; n++) dx.set(g.subarray(n * D, (n + 1) * D), n * T * D);
+        return tf.tensor(dx, a.shape, "float32");
+      },
+    };
+  }) as unknown as GradFn);
+  return run(x);
+}
+
+/**
+ * values [M, K] (a constant: input data) · W[O, K]ᵀ + b, whose gradient covers W and b only (no dX product).
+ */
+export function constLinear(values: Float32Array, M: number, K: number, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  const run = tf.customGrad(((wt: tf.Tensor, bt: tf.Tensor) => {
+    const xs = tf.tensor(values, [M, K], "float32");
+    const y = tf.fused.matMul({ a: xs, b: wt, transposeB: true, bias: bt });
+    xs.dispose();
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor) => {
+        const x2 = tf.tensor(values, [M, K], "float32");
+        const dw = tf.matMul(dy, x2, true, false);
+        x2.dispose();
+        return [dw, tf.sum(dy, 0)];
+      },
+    };
+  }) as unknown as GradFn);
+  return run(w, b);
 }

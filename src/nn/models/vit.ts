@@ -33,6 +33,7 @@ import {
   SpecBuilder,
   zerosInit,
 } from "./common.js";
+import { constLinear, f32, firstToken, scaledSoftmax, transposeValues } from "./fast-ops.js";
 import { gelu, layerNorm, linear, prependToken, transpose } from "./ops.js";
 import type { Model } from "./types.js";
 
@@ -119,13 +120,15 @@ export function vit(config: Partial<ViTConfig> = {}): Model<ViTConfig> {
       return runForward(options, (cap) => {
         const n = x.shape[0]!;
         // [N, gh, p, gw, p, C] -> [N, gh, gw, C, p, p]: each patch flattened in the conv weight's (c, kh, kw) order.
-        const patches = tf.reshape(transpose(tf.reshape(x, [n, gh, p, gw, p, C]), [0, 1, 3, 5, 2, 4]), [
-          n * P,
-          C * p * p,
-        ]);
-        cap.add("patch_embed.proj.in", patches, [n, P, C * p * p]);
+        // [N, gh, p, gw, p, C] -> [N, gh, gw, C, p, p]: each patch flattened in the conv weight's (c, kh, kw) order.
+        const pv = transposeValues(f32(x), [n, gh, p, gw, p, C], [0, 1, 3, 5, 2, 4]);
+        if (cap.enabled) cap.add("patch_embed.proj.in", tf.tensor(pv.slice(), [n, P, C * p * p]));
         const wPatch = tf.reshape(get(params, "patch_embed.proj.weight"), [D, C * p * p]);
-        const emb = tf.reshape(linear(patches, wPatch, get(params, "patch_embed.proj.bias")), [n, P, D]);
+        const emb = tf.reshape(constLinear(pv, n * P, C * p * p, wPatch, get(params, "patch_embed.proj.bias")), [
+          n,
+          P,
+          D,
+        ]);
         let h = tf.reshape(tf.add(prependToken(get(params, "cls_token"), emb), get(params, "pos_embed")), [n * T, D]); // [N·T, D]
         const scale = 1 / Math.sqrt(dh);
         for (let i = 0; i < cfg.depth; i++) {
@@ -141,7 +144,7 @@ export function vit(config: Partial<ViTConfig> = {}): Model<ViTConfig> {
             tf.Tensor3D,
             tf.Tensor3D,
           ];
-          const att = tf.softmax(tf.mul(tf.matMul(q, k, false, true), scale));
+          const att = scaledSoftmax(tf.matMul(q, k, false, true), scale);
           const o = tf.reshape(transpose(tf.reshape(tf.matMul(att, v), [n, heads, T, dh]), [0, 2, 1, 3]), [n * T, D]);
           cap.add(`${b}.attn.proj.in`, o, [n, T, D]);
           h = tf.add(h, linear(o, g("attn.proj.weight"), g("attn.proj.bias")));
@@ -154,7 +157,7 @@ export function vit(config: Partial<ViTConfig> = {}): Model<ViTConfig> {
           cap.add(`${b}.act`, h, [n, T, D]);
         }
         // LayerNorm is per token, so normalising only the class token gives the same features.
-        const clsOut = tf.reshape(tf.slice(tf.reshape(h, [n, T, D]), [0, 0, 0], [n, 1, D]), [n, D]);
+        const clsOut = firstToken(tf.reshape(h, [n, T, D]));
         return { output: layerNorm(clsOut, get(params, "norm.weight"), get(params, "norm.bias"), 1e-6) };
       });
     },

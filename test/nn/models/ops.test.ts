@@ -4,9 +4,12 @@ import * as tf from "@tensorflow/tfjs";
 import { FusionError } from "../../../src/errors.js";
 import {
   batchNormTrain,
+  constLinear,
+  firstToken,
   gelu,
   layerNorm,
   prependToken,
+  scaledSoftmax,
   spatialMean,
   transpose,
 } from "../../../src/nn/models/fast-ops.js";
@@ -88,6 +91,26 @@ describe("fast ops agree with tfjs compositions (values and gradients)", () => {
         tf.add(1, tf.tanh(tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3)))))),
       );
     agree((x) => gelu(x!), ref, [t([7, 9], 9)]);
+  });
+  it("scaledSoftmax, firstToken and constLinear", () => {
+    agree(
+      (x) => scaledSoftmax(x!, 0.25),
+      (x) => tf.softmax(tf.mul(x!, 0.25)),
+      [t([6, 5, 7], 13)],
+    );
+    agree(
+      (x) => firstToken(x!),
+      (x) => tf.reshape(tf.slice(x!, [0, 0, 0], [3, 1, 4]), [3, 4]),
+      [t([3, 5, 4], 14)],
+    );
+    const xs = t([6, 5], 15);
+    const values = Float32Array.from(xs.dataSync());
+    agree(
+      (w, b) => constLinear(values, 6, 5, w!, b!),
+      (w, b) => tf.add(tf.matMul(xs, w!, false, true), b!),
+      [t([4, 5], 16), t([4], 17)],
+    );
+    xs.dispose();
   });
   it("prependToken and spatialMean", () => {
     agree(

@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     const trainable = m.params.filter((p) => p.trainable).map((p) => p.name);
     const step = () =>
       tf.tidy(() => {
-        const vars = [...trainable.map((n) => params[n]!), head.weight!, head.bias!];
+        const vars = [...trainable.map((n) => params[n]!), ...(isLM ? [] : [head.weight!, head.bias!])];
         const { value, grads } = tf.valueAndGrads((...ts: tf.Tensor[]) => {
           const p = { ...params };
           trainable.forEach((n, i) => {
@@ -51,9 +51,12 @@ async function main(): Promise<void> {
       });
     for (let i = 0; i < 2; i++) step();
     const reps = 5;
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     for (let i = 0; i < reps; i++) step();
     const ms = (performance.now() - t0) / reps;
+    const c1 = process.cpuUsage(c0);
+    const cpu = (c1.user + c1.system) / 1000 / reps;
     const count = m.params.reduce((a, s) => a + s.shape.reduce((u, v) => u * v, 1), 0);
     const inf = tf.tidy(() => {
       const t1 = performance.now();
@@ -61,7 +64,7 @@ async function main(): Promise<void> {
       return (performance.now() - t1) / reps;
     });
     console.log(
-      `${info.backend} ${name.padEnd(12)} params ${String(count).padStart(8)}  fwd+bwd ${ms.toFixed(1)} ms  fwd ${inf.toFixed(1)} ms  (${isLM ? "8x64 tokens" : `batch ${batch}`})`,
+      `${info.backend} ${name.padEnd(12)} params ${String(count).padStart(8)}  fwd+bwd ${ms.toFixed(1)} ms (cpu ${cpu.toFixed(1)} ms)  fwd ${inf.toFixed(1)} ms  (${isLM ? "8x64 tokens" : `batch ${batch}`})`,
     );
     tf.dispose([...Object.values(params), ...Object.values(head), x, y]);
   }
