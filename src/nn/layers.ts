@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { FUSION_BACKEND } from "./backend.js";
+import { GELU_GRAD_KERNEL, GELU_KERNEL } from "./kernels/gelu.js";
 import { RELU_GRAD_KERNEL } from "./kernels/relu-grad.js";
 
 type CustomGradientFunc = Parameters<typeof tf.customGrad>[0];
@@ -167,4 +168,33 @@ function convNoInputGrad(
     gradFunc: (dy: tf.Tensor) => [filterGrad(dy), tf.reshape(tf.sum(dy, [0, 1, 2]), b.shape)],
   })) as unknown as CustomGradientFunc);
   return run(filter, bias) as tf.Tensor4D;
+}
+
+const useGeluKernels = (x: tf.Tensor) => tf.getBackend() === FUSION_BACKEND && x.dtype === "float32";
+
+/**
+ * GELU, exact (erf) form as PyTorch's default: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), with its gradient
+ * Phi(x) + x phi(x). tfjs 4.22 has no Gelu op: on fusionkit each direction is one fused kernel, elsewhere composed ops.
+ */
+export function gelu<T extends tf.Tensor>(x: T): T {
+  const run = tf.customGrad(((xs: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
+    save([xs]);
+    const value = useGeluKernels(xs)
+      ? (tf.engine().runKernel(GELU_KERNEL, { x: xs }) as tf.Tensor)
+      : tf.tidy(() => tf.mul(tf.mul(xs, 0.5), tf.add(1, tf.erf(tf.mul(xs, Math.SQRT1_2)))));
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const v = saved[0];
+        if (useGeluKernels(v) && dy.dtype === "float32")
+          return tf.engine().runKernel(GELU_GRAD_KERNEL, { dy, x: v }) as tf.Tensor;
+        return tf.tidy(() => {
+          const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.mul(v, Math.SQRT1_2))));
+          const pdf = tf.mul(1 / Math.sqrt(2 * Math.PI), tf.exp(tf.mul(tf.square(v), -0.5)));
+          return tf.mul(dy, tf.add(cdf, tf.mul(v, pdf)));
+        });
+      },
+    };
+  }) as unknown as CustomGradientFunc);
+  return run(x) as T;
 }

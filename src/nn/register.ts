@@ -9,6 +9,7 @@ import { blas } from "./blas.js";
 import { adamKernel } from "./kernels/adam.js";
 import { convKernels } from "./kernels/conv.js";
 import { elementwiseKernels } from "./kernels/elementwise.js";
+import { geluKernels } from "./kernels/gelu.js";
 import { matMulKernels } from "./kernels/matmul.js";
 import { poolingKernels } from "./kernels/pooling.js";
 import { reduceKernels } from "./kernels/reduce.js";
@@ -28,6 +29,7 @@ export function registerFusionBackend(): boolean {
     ...elementwiseKernels(),
     ...reduceKernels(native.sgemv),
     ...poolingKernels(),
+    ...geluKernels(),
     adamKernel(),
     reluGradKernel(),
   ];

@@ -1,6 +1,7 @@
+import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as tf from "@tensorflow/tfjs";
-import { agrees, randn, sizeOf, withGrads } from "./compare.js";
+import { agrees, backendUnderTest, randn, sizeOf, withGrads } from "./compare.js";
 
 // Shape pairs: same shape, scalar either side, trailing-axis broadcasts either side, and a general broadcast that
 // takes the cpu fallback.
@@ -146,5 +147,22 @@ describe("reductions and softmax", () => {
     await agrees("xent", () =>
       withGrads((x) => tf.losses.softmaxCrossEntropy(tf.tensor(l, [4, 5]), x), [[randn(20, 6, 2), [4, 5]]]),
     );
+  });
+});
+
+describe("gelu (exact erf form)", () => {
+  for (const [i, shape] of [[7], [3, 50], [2, 4, 5, 33]].entries()) {
+    it(`value and gradient, shape ${shape}`, async () => {
+      const { gelu } = await import("../../src/nn/layers.js");
+      await agrees(`gelu ${shape}`, () => withGrads((x) => gelu(x), [[randn(sizeOf(shape), 70 + i, 3), shape]]));
+    });
+  }
+  it("matches 0.5 x (1 + erf(x / sqrt 2)) at known points", async () => {
+    const { gelu } = await import("../../src/nn/layers.js");
+    await backendUnderTest();
+    const got = gelu(tf.tensor1d([-3, -1, 0, 0.5, 2])).dataSync();
+    // PyTorch's torch.nn.functional.gelu at the same points
+    const want = [-0.0040497, -0.1586553, 0, 0.3457312, 1.9544997];
+    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) < 2e-6, `gelu(${i}): ${got[i]}`);
   });
 });
