@@ -16,6 +16,8 @@ type Shape4 = [number, number, number, number];
 
 /** im2col chunk for forward and input-gradient GEMMs: 4 MB keeps OpenBLAS near 190 GFLOP/s (145 with 64 MB). */
 const CHUNK_FLOATS = 1 << 20;
+/** Output rows of a forward im2col chunk: 1 MB, so the bias and activation pass finds them in cache. */
+const OUT_CHUNK_FLOATS = 1 << 18;
 /** The filter gradient reduces over the chunk's rows; OpenBLAS wants that dimension long (2x faster at 64 MB). */
 const FILTER_GRAD_CHUNK_FLOATS = 1 << 24;
 
@@ -321,7 +323,8 @@ function convForward(
     wk.set(bias, K * N);
   }
   const rest: Epilogue | null = epilogue === null ? null : { ...epilogue, bias: inGemm ? null : bias };
-  const per = imagesPerChunk(c);
+  // the output chunk stays in cache for the epilogue too (a first layer's K is small, its output rows long)
+  const per = Math.min(imagesPerChunk(c), Math.max(1, Math.floor(OUT_CHUNK_FLOATS / (rowsPerImage * N))));
   const cols = be.pool.alloc(per * rowsPerImage * KK);
   for (let b0 = 0; b0 < c.batchSize; b0 += per) {
     const b1 = Math.min(c.batchSize, b0 + per);
