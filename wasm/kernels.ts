@@ -248,18 +248,12 @@ export function ta_consensus(
   return v128.bitselect(f32x4.mul(t, f32x4.splat(w)), f32x4.splat(<f32>0 * w), keep);
 }
 
+// Taking part: v has the elected sign. With `flip` = the sign bit where the vote elected -, v ^ flip > 0 says so
+// (NaN and zeros never pass). A model that does not take part adds +0, which changes neither sum: both start at
+// +0 and only ever hold +0 or a sum of nonzero values, never -0.
 // @ts-ignore: decorator
-@inline function take(acc: v128, v: v128, pos: v128): v128 {
-  const zero = f32x4.splat(0);
-  const sel = v128.bitselect(f32x4.gt(v, zero), f32x4.lt(v, zero), pos);
-  return v128.bitselect(f32x4.add(acc, v), acc, sel);
-}
-
-// @ts-ignore: decorator
-@inline function takeW(acc: v128, v: v128, w: f32, pos: v128): v128 {
-  const zero = f32x4.splat(0);
-  const sel = v128.bitselect(f32x4.gt(v, zero), f32x4.lt(v, zero), pos);
-  return v128.bitselect(f32x4.add(acc, f32x4.splat(w)), acc, sel);
+@inline function takes(v: v128, flip: v128): v128 {
+  return f32x4.gt(v128.xor(v, flip), f32x4.splat(0));
 }
 
 // @ts-ignore: decorator
@@ -286,6 +280,9 @@ export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f
   const lv = f32x4.splat(lambda);
   const one = f32x4.splat(1);
   const zero = f32x4.splat(0);
+  const wv0 = f32x4.splat(w0);
+  const wv1 = f32x4.splat(w1);
+  const wv2 = f32x4.splat(w2);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const off = <usize>i << 2;
@@ -293,10 +290,14 @@ export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f
     const v0 = weighted(x0, off, bv, s0, w0, keepLanes(q0, i));
     const v1 = weighted(x1, off, bv, s1, w1, keepLanes(q1, i));
     const v2 = weighted(x2, off, bv, s2, w2, keepLanes(q2, i));
-    const pos = f32x4.ge(f32x4.add(f32x4.add(f32x4.add(zero, v0), v1), v2), zero);
-    let mixed = take(take(take(zero, v0, pos), v1, pos), v2, pos);
+    const vote = f32x4.add(f32x4.add(f32x4.add(zero, v0), v1), v2);
+    const flip = v128.andnot(i32x4.splat(0x80000000), f32x4.ge(vote, zero));
+    const t0 = takes(v0, flip);
+    const t1 = takes(v1, flip);
+    const t2 = takes(v2, flip);
+    let mixed = f32x4.add(f32x4.add(f32x4.add(zero, v128.and(v0, t0)), v128.and(v1, t1)), v128.and(v2, t2));
     if (normalize) {
-      const div = takeW(takeW(takeW(zero, v0, w0, pos), v1, w1, pos), v2, w2, pos);
+      const div = f32x4.add(f32x4.add(f32x4.add(zero, v128.and(wv0, t0)), v128.and(wv1, t1)), v128.and(wv2, t2));
       mixed = f32x4.div(mixed, v128.bitselect(one, div, f32x4.eq(div, zero)));
     }
     if (lambda != 1) mixed = f32x4.mul(mixed, lv);
@@ -331,20 +332,20 @@ export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f
 
 // ---- magnitude selection over |x - b| (float32 bit patterns, sign cleared) ----
 
-/** hist[key >>> 16]++ for key = bits(|x - b|). */
+/** hist[key >>> 16]++ for key = bits(|x - b|): the 15 high bits (a scatter, so one lane at a time). */
 export function delta_hist_hi(x: usize, b: usize, n: i32, hist: usize): void {
   const abs = i32x4.splat(ABS);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const off = <usize>i << 2;
-    const h = i32x4.shr_u(v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs), 16);
-    const a0 = hist + (<usize>i32x4.extract_lane(h, 0) << 2);
+    const h = i32x4.shl(i32x4.shr_u(v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs), 16), 2);
+    const a0 = hist + <usize>i32x4.extract_lane(h, 0);
     store<u32>(a0, load<u32>(a0) + 1);
-    const a1 = hist + (<usize>i32x4.extract_lane(h, 1) << 2);
+    const a1 = hist + <usize>i32x4.extract_lane(h, 1);
     store<u32>(a1, load<u32>(a1) + 1);
-    const a2 = hist + (<usize>i32x4.extract_lane(h, 2) << 2);
+    const a2 = hist + <usize>i32x4.extract_lane(h, 2);
     store<u32>(a2, load<u32>(a2) + 1);
-    const a3 = hist + (<usize>i32x4.extract_lane(h, 3) << 2);
+    const a3 = hist + <usize>i32x4.extract_lane(h, 3);
     store<u32>(a3, load<u32>(a3) + 1);
   }
   for (; i < n; i++) {
@@ -363,14 +364,24 @@ export function delta_hist_lo(x: usize, b: usize, n: i32, bin: u32, lo: usize): 
   for (; i + 4 <= n; i += 4) {
     const off = <usize>i << 2;
     const key = v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs);
-    if (!v128.any_true(i32x4.eq(i32x4.shr_u(key, 16), binv))) continue;
-    for (let l = 0; l < 4; l++) {
-      const d: f32 = load<f32>(x + off + (<usize>l << 2)) - load<f32>(b + off + (<usize>l << 2));
-      const kk = reinterpret<u32>(d) & ABS;
-      if (kk >>> 16 == bin) {
-        const a = lo + (<usize>(kk & 0xffff) << 2);
-        store<u32>(a, load<u32>(a) + 1);
-      }
+    const hit = i32x4.bitmask(i32x4.eq(i32x4.shr_u(key, 16), binv));
+    if (hit == 0) continue;
+    const idx = i32x4.shl(v128.and(key, i32x4.splat(0xffff)), 2);
+    if (hit & 1) {
+      const a = lo + <usize>i32x4.extract_lane(idx, 0);
+      store<u32>(a, load<u32>(a) + 1);
+    }
+    if (hit & 2) {
+      const a = lo + <usize>i32x4.extract_lane(idx, 1);
+      store<u32>(a, load<u32>(a) + 1);
+    }
+    if (hit & 4) {
+      const a = lo + <usize>i32x4.extract_lane(idx, 2);
+      store<u32>(a, load<u32>(a) + 1);
+    }
+    if (hit & 8) {
+      const a = lo + <usize>i32x4.extract_lane(idx, 3);
+      store<u32>(a, load<u32>(a) + 1);
     }
   }
   for (; i < n; i++) {
@@ -485,6 +496,32 @@ export function bernoulli(k0: u32, k1: u32, lo: u32, threshold: u32, mask: usize
   for (; i < n; i++) {
     store<u8>(mask + <usize>i, mix32(mix32(lo + <u32>i + k0) ^ k1) < threshold ? 1 : 0);
   }
+}
+
+/** Pack a 0/1 byte mask into bits (bit j of byte i / 8 is mask[i]), for masks kept between passes. */
+export function pack_bits(src: usize, dst: usize, n: i32): void {
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    store<u16>(dst + (<usize>i >> 3), <u16>i8x16.bitmask(i8x16.ne(v128.load(src + <usize>i), i8x16.splat(0))));
+  }
+  for (; i < n; i += 8) {
+    let byte: u32 = 0;
+    for (let j = 0; j < 8 && i + j < n; j++) byte |= (<u32>(load<u8>(src + <usize>(i + j)) != 0)) << j;
+    store<u8>(dst + (<usize>i >> 3), <u8>byte);
+  }
+}
+
+/** Inverse of pack_bits: 0/1 bytes from bits. */
+export function unpack_bits(src: usize, dst: usize, n: i32): void {
+  const spread = i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const bit = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const one = i8x16.splat(1);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const v = i8x16.swizzle(i16x8.splat(load<u16>(src + (<usize>i >> 3))), spread);
+    v128.store(dst + <usize>i, v128.and(i8x16.eq(v128.and(v, bit), bit), one));
+  }
+  for (; i < n; i++) store<u8>(dst + <usize>i, <u8>(((<u32>load<u8>(src + (<usize>i >> 3))) >> (<u32>i & 7)) & 1));
 }
 
 // ---- L1 sums (rescale): float64, accumulated strictly in index order per model ----

@@ -33,6 +33,8 @@ export interface WasmStreamOptions {
 }
 
 const HI_BINS = 1 << 15;
+/** Bytes of bit-packed Bernoulli masks kept from the statistics pass for the output pass (drawing costs more). */
+const MASK_CACHE_BYTES = 16 << 20;
 const LO_BINS = 1 << 16;
 
 interface Sel {
@@ -59,6 +61,19 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
   for (const s of sels) if (s !== null) a.u32(s.hist, HI_BINS).fill(0);
   const masks = o.models.map((m) => (m.kind === "dense" ? 0 : a.alloc(o.maxChunk)));
   const acc = a.alloc(24 * k); // float64 { before, after, infKept } per model
+  // Random masks drawn for the L1 sums are kept, as bits, for the output pass: chunk c at c * chunkBits.
+  const randomIds = o.models.flatMap((m, i) => (m.kind === "random" ? [i] : []));
+  const chunkBits = Math.ceil(o.maxChunk / 128) * 16;
+  const keptChunks =
+    o.rescale && randomIds.length > 0
+      ? Math.min(Math.ceil(n / o.maxChunk), Math.floor(MASK_CACHE_BYTES / (chunkBits * randomIds.length)))
+      : 0;
+  const maskCache = o.models.map((m) => (m.kind === "random" && keptChunks > 0 ? a.alloc(keptChunks * chunkBits) : 0));
+  const keptAt = (i: number, chunk: StreamChunk): number => {
+    if (maskCache[i] === 0 || chunk.start % o.maxChunk !== 0) return -1;
+    const c = chunk.start / o.maxChunk;
+    return c < keptChunks ? maskCache[i]! + c * chunkBits : -1;
+  };
   a.f64(acc, 3 * k).fill(0);
   const scales = o.models.map(() => 1);
 
@@ -66,11 +81,18 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
     for (const s of sels) if (s !== null) s.tieLeft = s.take;
   };
   /** Model i's keep-mask for the chunk (pointer), drawn or selected. */
+  let emitting = false;
   const maskOf = (i: number, chunk: StreamChunk, len: number): number => {
     const m = o.models[i]!;
     const p = masks[i]!;
-    if (m.kind === "random") drawMask(a, m.key, m.p, chunk.start, len, p);
-    else if (m.kind === "magnitude") {
+    if (m.kind === "random") {
+      const kept = keptAt(i, chunk);
+      if (kept >= 0 && emitting) a.k.unpack_bits(kept, p, len);
+      else {
+        drawMask(a, m.key, m.p, chunk.start, len, p);
+        if (kept >= 0) a.k.pack_bits(p, kept, len);
+      }
+    } else if (m.kind === "magnitude") {
       const s = sels[i]!;
       s.tieLeft = a.k.delta_topk_mask(chunk.models[i]!.byteOffset, chunk.base!.byteOffset, len, s.key, s.tieLeft, p);
     }
@@ -162,6 +184,7 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
       }
     },
     emit(chunk: StreamChunk, out: Float32Array): void {
+      emitting = true;
       const b = chunk.base!;
       const len = b.length;
       const ptrs = o.models.map((m, i) => (m.kind === "dense" ? 0 : maskOf(i, chunk, len)));

@@ -36,6 +36,8 @@ export interface KernelExports {
     vs: number,
   ): void;
   ta_consensus3(b: number, models: number, normalize: number, lambda: number, out: number, n: number): void;
+  pack_bits(src: number, dst: number, n: number): void;
+  unpack_bits(src: number, dst: number, n: number): void;
   delta_hist_hi(x: number, b: number, n: number, hist: number): void;
   delta_hist_lo(x: number, b: number, n: number, bin: number, lo: number): void;
   delta_topk_mask(x: number, b: number, n: number, key: number, left: number, mask: number): number;
@@ -159,6 +161,7 @@ export class WasmArena {
 }
 
 let compiled: WasmModule | null | undefined;
+
 let arena: WasmArena | undefined;
 
 /** This thread's arena, or null when WebAssembly SIMD is unavailable or FUSIONKIT_NO_WASM=1. */
