@@ -378,3 +378,26 @@ export function constLinear(values: Float32Array, M: number, K: number, w: tf.Te
   }) as unknown as GradFn);
   return run(w, b);
 }
+
+/** Embedding lookup: rows `ids` of weight [V, D] -> [ids.length, D]; the gradient scatter-adds into [V, D]. */
+export function embedding(weight: tf.Tensor, ids: Int32Array): tf.Tensor {
+  const run = tf.customGrad(((w: tf.Tensor) => {
+    const [V, D] = w.shape as [number, number];
+    const wv = f32(w);
+    const out = new Float32Array(ids.length * D);
+    for (let i = 0; i < ids.length; i++) out.set(wv.subarray(ids[i]! * D, (ids[i]! + 1) * D), i * D);
+    return {
+      value: tf.tensor(out, [ids.length, D], "float32"),
+      gradFunc: (dy: tf.Tensor) => {
+        const g = f32(dy);
+        const dw = new Float32Array(V * D);
+        for (let i = 0; i < ids.length; i++) {
+          const o = ids[i]! * D;
+          for (let d = 0; d < D; d++) dw[o + d]! += g[i * D + d]!;
+        }
+        return tf.tensor(dw, [V, D], "float32");
+      },
+    };
+  }) as unknown as GradFn);
+  return run(weight);
+}

@@ -21,6 +21,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { FusionError } from "../../errors.js";
 import { defineModel, get, onesInit, type ParamDef, param, positiveInt, runForward, SpecBuilder } from "./common.js";
+import { embedding, scaledSoftmax } from "./fast-ops.js";
 import { linear, rmsNorm, silu, transpose } from "./ops.js";
 import type { Model } from "./types.js";
 
@@ -169,9 +170,11 @@ export function llama(config: Partial<LlamaConfig> = {}): Model<LlamaConfig> {
         for (let r = 0; r < rep * T; r++) for (let c = (r % T) + 1; c < T; c++) mask[r * T + c] = -1e9;
         const maskT = tf.tensor(mask, [rep * T, T]);
         const scale = 1 / Math.sqrt(dh);
-        const ids = tf.reshape(x, [n * T]);
+        const ids = x.dataSync() as Int32Array;
         const embed = get(params, "model.embed_tokens.weight");
-        let h = tf.gather(embed, ids); // [N·T, D]
+        for (const id of ids)
+          if (id < 0 || id >= V) throw new FusionError("INVALID_ARGUMENT", `token id ${id} outside [0, ${V})`);
+        let h = embedding(embed, ids); // [N·T, D]
         const shape3 = (w: number) => [n, T, w];
         // [N·T, H·dh] -> [N·kv, rep·T, dh] (query heads of one kv head side by side) or [N·kv, T, dh].
         const toHeads = (t: tf.Tensor, hs: number) =>
@@ -184,8 +187,8 @@ export function llama(config: Partial<LlamaConfig> = {}): Model<LlamaConfig> {
           const q = rope(toHeads(linear(a, g("self_attn.q_proj.weight")), heads), cosQt, sinQt);
           const k = rope(toHeads(linear(a, g("self_attn.k_proj.weight")), kv), cosK, sinK);
           const v = toHeads(linear(a, g("self_attn.v_proj.weight")), kv);
-          const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), maskT); // [N·kv, rep·T, T]
-          const o = tf.matMul(tf.softmax(scores), v); // [N·kv, rep·T, dh] = [N, heads, T, dh]
+          const scores = tf.add(tf.matMul(q, k, false, true), maskT); // [N·kv, rep·T, T]
+          const o = tf.matMul(scaledSoftmax(scores, scale), v); // [N·kv, rep·T, dh] = [N, heads, T, dh]
           const merged = tf.reshape(transpose(tf.reshape(o, [n, heads, T, dh]), [0, 2, 1, 3]), [n * T, heads * dh]);
           cap.add(`${l}.self_attn.o_proj.in`, merged, shape3(heads * dh));
           h = tf.add(h, linear(merged, g("self_attn.o_proj.weight")));

@@ -5,6 +5,7 @@ import { FusionError } from "../../../src/errors.js";
 import {
   batchNormTrain,
   constLinear,
+  embedding,
   firstToken,
   gelu,
   layerNorm,
@@ -111,6 +112,14 @@ describe("fast ops agree with tfjs compositions (values and gradients)", () => {
       [t([4, 5], 16), t([4], 17)],
     );
     xs.dispose();
+  });
+  it("embedding", () => {
+    const ids = Int32Array.from([3, 0, 3, 5, 1]);
+    agree(
+      (w) => embedding(w!, ids),
+      (w) => tf.gather(w!, tf.tensor1d(ids, "int32")),
+      [t([6, 4], 18)],
+    );
   });
   it("prependToken and spatialMean", () => {
     agree(
