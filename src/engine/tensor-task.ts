@@ -75,6 +75,13 @@ const OUT_SLOT = -2;
 const RESULT_SLOT = -3;
 const CACHE_BYTES = 96 << 20;
 
+/** The streaming input cache's size: ExecSpec.cacheBytes, else FUSIONKIT_STREAM_CACHE_BYTES, else 96 MiB. */
+function cacheBudget(spec: ExecSpec): number {
+  if (spec.cacheBytes !== undefined) return spec.cacheBytes;
+  const env = Number(process.env.FUSIONKIT_STREAM_CACHE_BYTES);
+  return Number.isFinite(env) && env >= 0 && process.env.FUSIONKIT_STREAM_CACHE_BYTES !== "" ? env : CACHE_BYTES;
+}
+
 /** A chunk source: one input's file, where its tensor starts, and its element size. */
 interface Source {
   readonly x: PlannedInput;
@@ -412,7 +419,7 @@ export class TensorRunner {
       }
       const nChunks = Math.ceil(n / chunk);
       const cached =
-        stream.passes === 0 ? 0 : Math.min(nChunks, Math.floor((this.spec.cacheBytes ?? CACHE_BYTES) / perChunk));
+        stream.passes === 0 ? 0 : Math.min(nChunks, Math.floor(cacheBudget(this.spec) / perChunk));
       const cache = a.alloc(cached * perChunk);
       const chunkAt = (pass: number, c: number): StreamChunk => {
         const start = c * chunk;

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { merge } from "../../src/engine/merge.js";
+import type { DType } from "../../src/tensor/dtype.js";
+import { wasmArena } from "../../src/wasm/arena.js";
+import { writeModelSet } from "../helpers/models.js";
+import { tempDir } from "../helpers/tmp.js";
+
+// The engine's WebAssembly path (chunks read into wasm memory, SIMD kernels, the streaming input cache) against
+// the pure-JS path (FUSIONKIT_NO_WASM=1) and the whole-tensor merge: the same bytes, for every input dtype the
+// kernels decode, with rounding through the config's dtype, whole or partial input caching, -j 1 and -j 2.
+
+const root = tempDir("wasm-path");
+
+async function withEnv<T>(env: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+const configs = (dir: string, dtype: string): [string, string][] => {
+  const m = (name: string) => join(dir, name);
+  const three = `models:\n  - model: ${m("ft1")}\n  - model: ${m("ft2")}\n  - model: ${m("ft3")}\n`;
+  return [
+    [
+      "linear",
+      `merge_method: linear\nmodels:\n  - model: ${m("ft1")}\n    parameters: {weight: 0.4}\n  - model: ${m("ft2")}\n    parameters: {weight: 0.3}\n  - model: ${m("ft3")}\n    parameters: {weight: 0.3}\n${dtype}`,
+    ],
+    [
+      "task_arithmetic",
+      `merge_method: task_arithmetic\nbase_model: ${m("base")}\nparameters: {weight: 0.5, lambda: 0.8}\n${three}${dtype}`,
+    ],
+    ["ties", `merge_method: ties\nbase_model: ${m("base")}\nparameters: {density: 0.5, weight: 0.5}\n${three}${dtype}`],
+    [
+      "ties-rescale",
+      `merge_method: ties\nbase_model: ${m("base")}\nparameters: {density: 0.3, weight: 0.5, rescale: true}\n${three}${dtype}`,
+    ],
+    [
+      "dare_ties",
+      `merge_method: dare_ties\nbase_model: ${m("base")}\nparameters: {density: 0.5, weight: 0.5}\n${three}${dtype}`,
+    ],
+    [
+      "dare_linear",
+      `merge_method: dare_linear\nbase_model: ${m("base")}\nparameters: {density: 0.6, weight: 0.5}\nmodels:\n  - model: ${m("ft1")}\n  - model: ${m("ft2")}\n${dtype}`,
+    ],
+  ];
+};
+
+const sets: [DType, string][] = [
+  ["BF16", "dtype: bfloat16\n"],
+  ["F16", "dtype: bfloat16\n"], // f16 inputs rounded through bf16
+  ["F32", "dtype: float16\n"], // f32 inputs rounded through f16 (the JS rounding inside the wasm path)
+  ["F32", ""],
+];
+
+describe("merge: WebAssembly path equals the pure-JS path", {
+  skip: wasmArena() === null ? "no WebAssembly SIMD" : false,
+}, () => {
+  sets.forEach(([dtype, dtypeLine], si) => {
+    const dir = join(root, `set-${si}`);
+    writeModelSet(dir, { dtype });
+    for (const [name, yaml] of configs(dir, dtypeLine)) {
+      it(`${name} on ${dtype} inputs ${dtypeLine.trim() || "(no dtype)"}: same bytes on every path`, async () => {
+        const cfg = join(dir, `${name}.yml`);
+        writeFileSync(cfg, yaml);
+        const out = (tag: string) => join(dir, `out-${name}-${tag}`);
+        const bytes = (d: string) => readFileSync(join(d, "model.safetensors"));
+        await withEnv({ FUSIONKIT_NO_WASM: "1" }, () =>
+          merge(cfg, out("js-whole"), { jobs: 1, chunkElements: 1e9, randomSeed: 3 }),
+        );
+        await withEnv({ FUSIONKIT_NO_WASM: "1" }, () =>
+          merge(cfg, out("js-chunked"), { jobs: 2, chunkElements: 100, randomSeed: 3 }),
+        );
+        await merge(cfg, out("wasm-1"), { jobs: 1, chunkElements: 100, randomSeed: 3 });
+        await withEnv({ FUSIONKIT_STREAM_CACHE_BYTES: "3000" }, () =>
+          merge(cfg, out("wasm-2-partial-cache"), { jobs: 2, chunkElements: 100, randomSeed: 3 }),
+        );
+        const want = bytes(out("js-whole"));
+        for (const tag of ["js-chunked", "wasm-1", "wasm-2-partial-cache"]) {
+          assert.ok(bytes(out(tag)).equals(want), `${tag} differs from the whole-tensor JS merge`);
+        }
+      });
+    }
+  });
+});
