@@ -418,8 +418,7 @@ export class TensorRunner {
         perChunk += Math.ceil((chunk * s.size) / 64) * 64;
       }
       const nChunks = Math.ceil(n / chunk);
-      const cached =
-        stream.passes === 0 ? 0 : Math.min(nChunks, Math.floor(cacheBudget(this.spec) / perChunk));
+      const cached = stream.passes === 0 ? 0 : Math.min(nChunks, Math.floor(cacheBudget(this.spec) / perChunk));
       const cache = a.alloc(cached * perChunk);
       const chunkAt = (pass: number, c: number): StreamChunk => {
         const start = c * chunk;
