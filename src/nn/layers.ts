@@ -7,7 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { FUSION_BACKEND } from "./backend.js";
 import { GELU_GRAD_KERNEL, GELU_KERNEL } from "./kernels/gelu.js";
-import { RELU_GRAD_KERNEL } from "./kernels/relu-grad.js";
+import { RELU_GRAD_BIAS_KERNEL, RELU_GRAD_KERNEL } from "./kernels/relu-grad.js";
 
 type CustomGradientFunc = Parameters<typeof tf.customGrad>[0];
 
@@ -112,11 +112,21 @@ function convRelu(
       ...attrs,
       activation: "relu",
     } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
-    save([y]);
+    // tfjs disposes the forward pass's intermediates before backprop: whatever the gradient reads must be saved
+    save([xs, f, y]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const dz = reluGradFromOutput(dy, saved[0]);
+        const [xs, f, y] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+        let dz: tf.Tensor;
+        let db: tf.Tensor | undefined;
+        if (b !== undefined && b.size === y.shape[3] && tf.getBackend() === FUSION_BACKEND && dy.dtype === "float32") {
+          [dz, db] = tf.engine().runKernel(RELU_GRAD_BIAS_KERNEL, { dy, y }) as tf.Tensor[];
+          db = tf.reshape(db, b.shape);
+        } else {
+          dz = reluGradFromOutput(dy, y);
+          if (b !== undefined) db = tf.reshape(tf.sum(dz, [0, 1, 2]), b.shape);
+        }
         const grads: tf.Tensor[] = [];
         if (inputGradient)
           grads.push(
@@ -131,7 +141,7 @@ function convRelu(
             filterShape: f.shape,
           } as unknown as tf.NamedAttrMap) as tf.Tensor,
         );
-        if (b !== undefined) grads.push(tf.reshape(tf.sum(dz, [0, 1, 2]), b.shape));
+        if (db !== undefined) grads.push(db);
         return grads;
       },
     };
@@ -149,24 +159,35 @@ function convNoInputGrad(
   strides: number | [number, number],
   pad: "same" | "valid" | number,
 ): tf.Tensor4D {
-  const filterGrad = (dy: tf.Tensor) =>
-    tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, {
+  // x is saved, not captured: tfjs disposes the forward pass's intermediates (x may be one) before backprop
+  const filterGrad = (xs: tf.Tensor, dy: tf.Tensor) =>
+    tf.engine().runKernel("Conv2DBackpropFilter", { x: xs, dy }, {
       strides,
       pad,
       dataFormat: "NHWC",
       filterShape: filter.shape,
     } as unknown as tf.NamedAttrMap) as tf.Tensor;
+  type Save = (ts: tf.Tensor[]) => void;
   if (bias === undefined) {
-    const run = tf.customGrad(((f: tf.Tensor) => ({
-      value: tf.conv2d(x, f as tf.Tensor4D, strides, pad),
-      gradFunc: (dy: tf.Tensor) => filterGrad(dy),
-    })) as unknown as CustomGradientFunc);
+    const run = tf.customGrad(((f: tf.Tensor, save: Save) => {
+      save([x]);
+      return {
+        value: tf.conv2d(x, f as tf.Tensor4D, strides, pad),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => filterGrad(saved[0], dy),
+      };
+    }) as unknown as CustomGradientFunc);
     return run(filter) as tf.Tensor4D;
   }
-  const run = tf.customGrad(((f: tf.Tensor, b: tf.Tensor) => ({
-    value: tf.fused.conv2d({ x, filter: f as tf.Tensor4D, strides, pad, bias: b }),
-    gradFunc: (dy: tf.Tensor) => [filterGrad(dy), tf.reshape(tf.sum(dy, [0, 1, 2]), b.shape)],
-  })) as unknown as CustomGradientFunc);
+  const run = tf.customGrad(((f: tf.Tensor, b: tf.Tensor, save: Save) => {
+    save([x]);
+    return {
+      value: tf.fused.conv2d({ x, filter: f as tf.Tensor4D, strides, pad, bias: b }),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
+        filterGrad(saved[0], dy),
+        tf.reshape(tf.sum(dy, [0, 1, 2]), b.shape),
+      ],
+    };
+  }) as unknown as CustomGradientFunc);
   return run(filter, bias) as tf.Tensor4D;
 }
 

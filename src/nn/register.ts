@@ -13,7 +13,7 @@ import { geluKernels } from "./kernels/gelu.js";
 import { matMulKernels } from "./kernels/matmul.js";
 import { poolingKernels } from "./kernels/pooling.js";
 import { reduceKernels } from "./kernels/reduce.js";
-import { registerReluGradient, reluGradKernel } from "./kernels/relu-grad.js";
+import { registerReluGradient, reluGradBiasKernel, reluGradKernel } from "./kernels/relu-grad.js";
 
 let registered = false;
 
@@ -32,6 +32,7 @@ export function registerFusionBackend(): boolean {
     ...geluKernels(),
     adamKernel(),
     reluGradKernel(),
+    reluGradBiasKernel(),
   ];
   for (const k of fast) {
     if (tf.getKernel(k.kernelName, FUSION_BACKEND) !== undefined) tf.unregisterKernel(k.kernelName, FUSION_BACKEND);

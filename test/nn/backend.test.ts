@@ -178,4 +178,27 @@ describe("layers", () => {
       ),
     );
   });
+  it("stacked conv2d layers: the gradient of a layer whose input is the previous layer's output", async () => {
+    // tfjs disposes forward intermediates before backprop; on wasm (copying clones) a captured input would be gone
+    const { conv2d } = await import("../../src/nn/index.js");
+    const { agrees, withGrads } = await import("./compare.js");
+    for (const inputGradient of [false, true]) {
+      await agrees(`conv stack, first layer inputGradient ${inputGradient}`, () => {
+        const x = tf.tensor4d(randn(2 * 9 * 9 * 2, 7), [2, 9, 9, 2]);
+        return withGrads(
+          (f1, b1, f2, b2) => {
+            const h = conv2d(x, f1 as tf.Tensor4D, b1, { activation: "relu", inputGradient });
+            const h2 = conv2d(tf.mul(h, 1.5) as tf.Tensor4D, f2 as tf.Tensor4D, b2, { activation: "linear" });
+            return conv2d(h2, f2 as tf.Tensor4D, b2, { activation: "relu", pad: "same" });
+          },
+          [
+            [randn(3 * 3 * 2 * 4, 8), [3, 3, 2, 4]],
+            [randn(4, 9), [4]],
+            [randn(3 * 3 * 4 * 4, 10), [3, 3, 4, 4]],
+            [randn(4, 11), [4]],
+          ],
+        );
+      });
+    }
+  });
 });

@@ -24,6 +24,36 @@ export function reluGradKernel(): tf.KernelConfig {
   return { kernelName: RELU_GRAD_KERNEL, backendName: FUSION_BACKEND, kernelFunc };
 }
 
+export const RELU_GRAD_BIAS_KERNEL = "FusionkitReluGradBias";
+
+/**
+ * For y = relu(z + bias) with the bias on the last axis: dz = dy * (y > 0) and the bias gradient (dz summed over every
+ * axis but the last) in one pass, instead of the mask pass plus a Sum pass over dz.
+ */
+export function reluGradBiasKernel(): tf.KernelConfig {
+  const kernelFunc: tf.KernelFunc = (args) => {
+    const { dy, y } = args.inputs as { dy: tf.TensorInfo; y: tf.TensorInfo };
+    const be = asFusion(args.backend);
+    const g = be.f32(dy);
+    const yv = be.f32(y);
+    const n = y.shape.at(-1) ?? 1;
+    const dz = be.pool.alloc(g.length);
+    const acc = new Float64Array(n);
+    for (let r = 0; r < g.length; r += n) {
+      for (let j = 0; j < n; j++) {
+        const v = yv[r + j];
+        const d = Number.isNaN(v) ? v : g[r + j] * Number(v > 0);
+        dz[r + j] = d;
+        acc[j] += d;
+      }
+    }
+    const db = be.pool.alloc(n);
+    db.set(acc);
+    return [be.output([...y.shape], dz), be.output([n], db)];
+  };
+  return { kernelName: RELU_GRAD_BIAS_KERNEL, backendName: FUSION_BACKEND, kernelFunc };
+}
+
 let registered = false;
 
 /** Replaces Relu's gradient with one that uses the fused kernel on fusionkit (float32) and tfjs's otherwise. */
