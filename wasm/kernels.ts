@@ -238,14 +238,20 @@ export function ta_consensus(
 // @ts-ignore: decorator
 @inline function keepLanes(keep: usize, i: i32): v128 {
   if (keep == 0) return i32x4.splat(-1);
-  return i32x4.ne(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(keep + <usize>i))), i32x4.splat(0));
+  return i32x4.neg(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(keep + <usize>i))));
 }
 
+/**
+ * v = kept ? fround(t * w) : 0 * w. With a finite weight the dropped value is +-0, and +0 (a plain AND) gives
+ * the same votes and sums: zeros never take part, and a vote that starts at +0 is never -0.
+ */
 // @ts-ignore: decorator
-@inline function weighted(x: usize, off: usize, bv: v128, scale: f32, w: f32, keep: v128): v128 {
+@inline function weighted(x: usize, off: usize, bv: v128, scale: f32, w: f32, keep: v128, finite: bool): v128 {
   let t = f32x4.sub(v128.load(x + off), bv);
   if (scale != 1) t = f32x4.mul(t, f32x4.splat(scale));
-  return v128.bitselect(f32x4.mul(t, f32x4.splat(w)), f32x4.splat(<f32>0 * w), keep);
+  const v = f32x4.mul(t, f32x4.splat(w));
+  if (finite) return v128.and(v, keep);
+  return v128.bitselect(v, f32x4.splat(<f32>0 * w), keep);
 }
 
 // Taking part: v has the elected sign. With `flip` = the sign bit where the vote elected -, v ^ flip > 0 says so
@@ -283,13 +289,14 @@ export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f
   const wv0 = f32x4.splat(w0);
   const wv1 = f32x4.splat(w1);
   const wv2 = f32x4.splat(w2);
+  const finite = Mathf.abs(w0) < Infinity && Mathf.abs(w1) < Infinity && Mathf.abs(w2) < Infinity;
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const off = <usize>i << 2;
     const bv = v128.load(b + off);
-    const v0 = weighted(x0, off, bv, s0, w0, keepLanes(q0, i));
-    const v1 = weighted(x1, off, bv, s1, w1, keepLanes(q1, i));
-    const v2 = weighted(x2, off, bv, s2, w2, keepLanes(q2, i));
+    const v0 = weighted(x0, off, bv, s0, w0, keepLanes(q0, i), finite);
+    const v1 = weighted(x1, off, bv, s1, w1, keepLanes(q1, i), finite);
+    const v2 = weighted(x2, off, bv, s2, w2, keepLanes(q2, i), finite);
     const vote = f32x4.add(f32x4.add(f32x4.add(zero, v0), v1), v2);
     const flip = v128.andnot(i32x4.splat(0x80000000), f32x4.ge(vote, zero));
     const t0 = takes(v0, flip);
