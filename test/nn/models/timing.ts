@@ -50,13 +50,16 @@ async function main(): Promise<void> {
         for (const g of grads) g.dataSync();
       });
     for (let i = 0; i < 2; i++) step();
-    const reps = 5;
-    const c0 = process.cpuUsage();
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) step();
-    const ms = (performance.now() - t0) / reps;
-    const c1 = process.cpuUsage(c0);
-    const cpu = (c1.user + c1.system) / 1000 / reps;
+    const reps = Number(process.env.REPS ?? 8);
+    const times: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      step();
+      times.push(performance.now() - t0);
+    }
+    times.sort((u, v) => u - v);
+    const best = times[0]!;
+    const median = times[Math.floor(reps / 2)]!;
     const count = m.params.reduce((a, s) => a + s.shape.reduce((u, v) => u * v, 1), 0);
     const inf = tf.tidy(() => {
       const t1 = performance.now();
@@ -64,7 +67,7 @@ async function main(): Promise<void> {
       return (performance.now() - t1) / reps;
     });
     console.log(
-      `${info.backend} ${name.padEnd(12)} params ${String(count).padStart(8)}  fwd+bwd ${ms.toFixed(1)} ms (cpu ${cpu.toFixed(1)} ms)  fwd ${inf.toFixed(1)} ms  (${isLM ? "8x64 tokens" : `batch ${batch}`})`,
+      `${info.backend} ${name.padEnd(12)} params ${String(count).padStart(8)}  fwd+bwd min ${best.toFixed(1)} / median ${median.toFixed(1)} ms  fwd ${inf.toFixed(1)} ms  (${isLM ? "8x64 tokens" : `batch ${batch}`})`,
     );
     tf.dispose([...Object.values(params), ...Object.values(head), x, y]);
   }
