@@ -32,16 +32,12 @@ export interface ConvOptions {
 /** NHWC conv with a PyTorch [O, I, kh, kw] weight. */
 export function conv(x: tf.Tensor4D, w: tf.Tensor, b: tf.Tensor | undefined, o: ConvOptions = {}): tf.Tensor4D {
   const filter = transpose(w, [2, 3, 1, 0]) as tf.Tensor4D;
-  // Under a tape the ReLU stays a separate op: layers.ts's fused conv+relu custom op (24be70b) reads x and the
-  // filter from its closure in the backward pass, and both are intermediates that runForward's tidy has freed by then.
-  const fuseRelu = o.relu === true && !recording();
-  const y = fastConv2d(x, filter, b, {
+  return fastConv2d(x, filter, b, {
     strides: o.stride ?? 1,
     pad: o.pad ?? "same",
-    activation: fuseRelu ? "relu" : "linear",
+    activation: o.relu === true ? "relu" : "linear",
     inputGradient: o.inputGradient,
   });
-  return o.relu === true && !fuseRelu ? tf.relu(y) : y;
 }
 
 export const BN_MOMENTUM = 0.1;
