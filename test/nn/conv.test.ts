@@ -109,6 +109,35 @@ describe("FusedConv2D", () => {
       );
     });
   }
+  for (const [activation, biasSize] of [
+    ["relu", 8],
+    ["leakyrelu", 8],
+    ["sigmoid", 8],
+  ] as const) {
+    it(`row-tap geometry (stride-1 rows, 3 x 16 values per filter row), bias ${biasSize} + ${activation}`, async () => {
+      const x: [number, number, number, number] = [5, 10, 9, 16];
+      const f: [number, number, number, number] = [3, 3, 16, 8];
+      await agrees(`fused row-tap conv ${activation}`, () =>
+        withGrads(
+          (xt, ft, bias) =>
+            tf.fused.conv2d({
+              x: xt as tf.Tensor4D,
+              filter: ft as tf.Tensor4D,
+              strides: 1,
+              pad: "same",
+              bias,
+              activation,
+              leakyreluAlpha: 0.2,
+            }),
+          [
+            [randn(sizeOf(x), 15), x],
+            [randn(sizeOf(f), 16), f],
+            [randn(biasSize, 17), [biasSize]],
+          ],
+        ),
+      );
+    });
+  }
   it("dilated, with bias", async () => {
     const c = DILATED[1];
     await agrees("fused dilated", () =>
