@@ -121,3 +121,29 @@ export function deriveSplit(
   }
   return { task: task.name, split, count, x, y, rows: raw.rows, cols: raw.cols, numClasses: task.numClasses };
 }
+
+/**
+ * A few-shot subset: the first `perClass` examples of each label in a seeded order (fewer where a class has fewer),
+ * kept in that order. Deterministic for a given split and seed.
+ */
+export function selectPerClass(split: TaskSplit, perClass: number, seed: number): TaskSplit {
+  checkInteger(perClass, "perClass", 1, split.count);
+  const order = permutation(split.count, seededGenerator(seed, 0x5107));
+  const taken = new Int32Array(split.numClasses);
+  const rows: number[] = [];
+  for (const i of order) {
+    const label = split.y[i]!;
+    if (taken[label]! < perClass) {
+      taken[label]!++;
+      rows.push(i);
+    }
+  }
+  const px = split.rows * split.cols;
+  const x = new Float32Array(rows.length * px);
+  const y = new Int32Array(rows.length);
+  rows.forEach((r, k) => {
+    x.set(split.x.subarray(r * px, (r + 1) * px), k * px);
+    y[k] = split.y[r]!;
+  });
+  return { ...split, count: rows.length, x, y };
+}

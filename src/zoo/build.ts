@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type * as tf from "@tensorflow/tfjs";
-import { loadTaskSplit } from "../data/splits.js";
+import { loadTaskSplit, selectPerClass } from "../data/splits.js";
 import { FMNIST8 } from "../data/tasks.js";
 import type { TaskDef, TaskSplit } from "../data/types.js";
 import { FusionError } from "../errors.js";
@@ -161,7 +161,7 @@ export async function buildZoo(o: ZooBuildOptions): Promise<PoolReport> {
   const finetuned: Record<string, Params> = {};
   const ftInfo: Record<string, PoolArtifact> = {};
   for (const [i, t] of tasks.entries()) {
-    const key = artifactKey({ ...common, role: "head", task: t.name, base: baseKey, budget: profile.probe });
+    const key = artifactKey({ ...common, role: "head", task: t.name, base: baseKey, budget: profile.probe, shots: profile.probeShots });
     const file = `heads/${t.name}.safetensors`;
     const cached = readCheckpoint(join(out, file), headParams(model.featureDim, t.numClasses), key);
     if (cached !== undefined) {
@@ -176,11 +176,12 @@ export async function buildZoo(o: ZooBuildOptions): Promise<PoolReport> {
       emit({ stage: "probe", task: t.name, step: 1, steps: 1, cached: true });
       continue;
     }
+    const full = trainSplits.get(t.name)!;
     const r = trainProbe(
       model,
       base,
       initHead(model.featureDim, t.numClasses, seed + 100 + i),
-      trainSplits.get(t.name)!,
+      profile.probeShots === undefined ? full : selectPerClass(full, profile.probeShots, seed + 100 + i),
       { ...profile.probe, seed: seed + 100 + i },
       (step, steps, loss) => emit({ stage: "probe", task: t.name, step, steps, loss }),
     );

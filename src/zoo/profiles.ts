@@ -19,12 +19,17 @@ export interface ZooProfile {
   testLimit?: number;
   base: Omit<TrainConfig, "seed" | "trainBackbone" | "trainHead">;
   probe: Omit<ProbeConfig, "seed">;
+  /**
+   * Labelled examples per class the probes see (all when absent). Few-shot probes keep the heads the weak link they
+   * are on FusionBench, where CLIP's heads see no task data at all; fine-tuning under the frozen head recovers.
+   */
+  probeShots?: number;
   finetune: Omit<TrainConfig, "seed" | "trainBackbone" | "trainHead">;
 }
 
 /** Default model configuration per architecture for the pools. */
 export const ZOO_ARCH_CONFIGS: Record<string, Record<string, unknown>> = {
-  mlp: { hidden: [512, 512] },
+  mlp: { hidden: [512, 64] },
   vit: { patchSize: 7, dim: 64, depth: 4, heads: 4, mlpRatio: 2 },
   vgg: {},
   resnet20: {},
@@ -39,6 +44,7 @@ function smallProfile(): ZooProfile {
     testLimit: 500,
     base: { steps: 40, batchSize: 64, optimizer: adamw, lr: 2e-3, schedule: "cosine", warmupSteps: 4, augmentShift: 2 },
     probe: { steps: 40, batchSize: 128, optimizer: { name: "adam" }, lr: 1e-2, schedule: "cosine", warmupSteps: 0 },
+    probeShots: 10,
     finetune: { steps: 20, batchSize: 64, optimizer: adamw, lr: 1e-3, schedule: "cosine", warmupSteps: 2 },
   };
 }
@@ -56,7 +62,8 @@ function fullProfile(arch: string): ZooProfile {
       warmupSteps: vit ? 60 : 20,
       augmentShift: 2,
     },
-    probe: { steps: 1500, batchSize: 256, optimizer: { name: "adam" }, lr: 5e-3, schedule: "cosine", warmupSteps: 0 },
+    probe: { steps: 300, batchSize: 256, optimizer: { name: "adam" }, lr: 5e-3, schedule: "cosine", warmupSteps: 0 },
+    probeShots: 10,
     finetune: {
       steps: vit ? 1500 : 1300,
       batchSize: 128,
