@@ -111,6 +111,7 @@ describe("FusedConv2D", () => {
   }
   for (const [activation, biasSize] of [
     ["relu", 8],
+    ["linear", 8],
     ["leakyrelu", 8],
     ["sigmoid", 8],
   ] as const) {

@@ -240,6 +240,39 @@ function rowIm2col(x: Float32Array, c: Info, HP: number, t0: number, t1: number,
   }
 }
 
+/** y[dst + i] = relu(src[from + i] + bias[i % n]) for i < len (len a multiple of n), branch-free. */
+function copyBiasRelu(
+  src: Float32Array,
+  from: number,
+  y: Float32Array,
+  dst: number,
+  len: number,
+  bias: Float32Array,
+  n: number,
+): void {
+  for (let r = 0; r < len; r += n) {
+    for (let j = 0; j < n; j++) {
+      const v = src[from + r + j] + bias[j];
+      y[dst + r + j] = v === Number.NEGATIVE_INFINITY ? 0 : v * Number(v > 0);
+    }
+  }
+}
+
+/** y[dst + i] = src[from + i] + bias[i % n] for i < len (len a multiple of n). */
+function copyBias(
+  src: Float32Array,
+  from: number,
+  y: Float32Array,
+  dst: number,
+  len: number,
+  bias: Float32Array,
+  n: number,
+): void {
+  for (let r = 0; r < len; r += n) {
+    for (let j = 0; j < n; j++) y[dst + r + j] = src[from + r + j] + bias[j];
+  }
+}
+
 /**
  * Forward convolution for rowTaps geometries with a third of im2col's copying: the input is expanded along the width
  * only (rowIm2col, FW * CI values per output column), and filter row kh is one GEMM over those lines shifted down by
@@ -263,6 +296,10 @@ function convForwardRows(
   const rows = be.pool.alloc((per + FH - 1) * OW * K);
   const out = be.pool.alloc(per * OW * N);
   const lineLen = OW * N;
+  // a per-channel bias with relu or no activation is applied in the copy out of the chunk; anything else afterwards
+  const bias = epilogue?.bias ?? null;
+  const act = epilogue?.activation;
+  const fused = bias !== null && bias.length === N && (act === "relu" || act === "linear") ? act : null;
   for (let t0 = 0; t0 < lines; t0 += per) {
     const t1 = Math.min(lines, t0 + per);
     rowIm2col(x, c, HP, t0, Math.min(B * HP, t1 + FH - 1), rows);
@@ -278,11 +315,14 @@ function convForwardRows(
       const oh = t - b * HP;
       if (oh >= OH) continue;
       const dst = (b * OH + oh) * lineLen;
-      y.set(out.subarray((t - t0) * lineLen, (t - t0 + 1) * lineLen), dst);
+      const src = (t - t0) * lineLen;
+      if (fused === "relu") copyBiasRelu(out, src, y, dst, lineLen, bias!, N);
+      else if (fused === "linear") copyBias(out, src, y, dst, lineLen, bias!, N);
+      else y.set(out.subarray(src, src + lineLen), dst);
       if (first < 0) first = dst;
       last = dst + lineLen;
     }
-    if (first >= 0) finish(y.subarray(first, last), N, epilogue);
+    if (first >= 0 && fused === null) finish(y.subarray(first, last), N, epilogue);
   }
   be.pool.release(rows);
   be.pool.release(out);
