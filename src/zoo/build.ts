@@ -161,7 +161,14 @@ export async function buildZoo(o: ZooBuildOptions): Promise<PoolReport> {
   const finetuned: Record<string, Params> = {};
   const ftInfo: Record<string, PoolArtifact> = {};
   for (const [i, t] of tasks.entries()) {
-    const key = artifactKey({ ...common, role: "head", task: t.name, base: baseKey, budget: profile.probe, shots: profile.probeShots });
+    const key = artifactKey({
+      ...common,
+      role: "head",
+      task: t.name,
+      base: baseKey,
+      budget: profile.probe,
+      shots: profile.probeShots,
+    });
     const file = `heads/${t.name}.safetensors`;
     const cached = readCheckpoint(join(out, file), headParams(model.featureDim, t.numClasses), key);
     if (cached !== undefined) {
