@@ -96,8 +96,14 @@ export async function executePlan(
       stopAll();
       reject(e);
     };
+    // Largest tensors first (longest-processing-time order): the last tensors then are small, so no worker sits
+    // idle while another finishes an embedding. Results land at their own offsets, so order changes no byte.
+    const order = jobs
+      .map((job, i) => ({ job, i, size: job.tensor.outShape.reduce((a, d) => a * d, 1) }))
+      .sort((a, b) => b.size - a.size || a.i - b.i)
+      .map((x) => x.job);
     const feed = (w: Worker) => {
-      if (next < jobs.length) w.postMessage(jobs[next++]);
+      if (next < order.length) w.postMessage(order[next++]);
       else w.postMessage("close");
     };
     for (let i = 0; i < n; i++) {
