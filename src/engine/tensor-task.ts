@@ -8,7 +8,7 @@ import type { MergeMethodSpec, StreamChunk, StreamingMerge, TensorData } from ".
 import { decodeToF32, encodeFromF32 } from "../tensor/convert.js";
 import { type DType, dtypeSize, storageBytes, viewStorage } from "../tensor/dtype.js";
 import { formatShape, numel, sameShape } from "../tensor/tensor.js";
-import { type WasmArena, wasmArena } from "../wasm/arena.js";
+import { releaseWasmArena, type WasmArena, wasmArena } from "../wasm/arena.js";
 import type { PlannedInput, PlannedTensor } from "./plan.js";
 
 /** Where a tensor's bytes go: a file (the output shard under its temporary name) and the absolute offset. */
@@ -456,5 +456,7 @@ export class TensorRunner {
     this.inFds.clear();
     this.dirs.clear();
     this.outFds.clear();
+    // The arena's memory (chunk buffers, streaming cache) cannot shrink: drop it so a long-lived caller gets it back.
+    releaseWasmArena();
   }
 }

@@ -181,6 +181,15 @@ export function wasmArena(): WasmArena | null {
   return arena;
 }
 
+/**
+ * Let this thread's arena (and its memory, which WebAssembly cannot shrink) be collected; the next wasmArena()
+ * makes a fresh one. For long-lived processes after a merge; views into the old memory stay valid but no longer
+ * count as wasm-resident.
+ */
+export function releaseWasmArena(): void {
+  arena = undefined;
+}
+
 /** The arena when every array lives in it (so a kernel can run on them in place), else null. */
 export function wasmFor(...arrays: readonly (ArrayBufferView | null | undefined)[]): WasmArena | null {
   const a = arena;

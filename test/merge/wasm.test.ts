@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { getMethod } from "../../src/merge/registry.js";
 import type { ParamValues, StreamingMerge } from "../../src/merge/types.js";
 import { decodeToF32, encodeFromF32 } from "../../src/tensor/convert.js";
-import { type WasmArena, wasmArena } from "../../src/wasm/arena.js";
+import { type WasmArena, wasmArena, wasmFor } from "../../src/wasm/arena.js";
 
 // The WebAssembly SIMD kernels must reproduce the pure-JS path bit for bit, special values included. JS runs on
 // plain arrays, wasm on arrays in the arena (the kernels are chosen by where the arrays live). One exception:
@@ -143,6 +143,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
         const outPtr = a.alloc(n * 4);
         const arr = inArena(a, [base, ...models]);
         const out = a.f32(outPtr, n);
+        assert.ok(wasmFor(out, ...arr) !== null, "the arena arrays must take the wasm path");
         const wasm = m.merge({
           ...input,
           models: arr.slice(1).map((data) => ({ data, shape: [n] })),
