@@ -74,6 +74,8 @@ const CHUNK = 1 << 15;
 const OUT_SLOT = -2;
 const RESULT_SLOT = -3;
 const CACHE_BYTES = 96 << 20;
+/** Compute chunks per positional read / write on the wasm path (32 x 32K bf16 elements = 2 MiB reads). */
+const IO_BLOCK_CHUNKS = 32;
 
 /** The streaming input cache's size: ExecSpec.cacheBytes, else FUSIONKIT_STREAM_CACHE_BYTES, else 96 MiB. */
 function cacheBudget(spec: ExecSpec): number {
@@ -293,12 +295,22 @@ export class TensorRunner {
 
   // ---- WebAssembly path: chunks are read straight into arena memory, decoded, merged and encoded there ----
 
-  private wasmBuffers(a: WasmArena, sources: readonly Source[], outDtype: DType, len: number): WasmBuffers {
+  /**
+   * Arena buffers for one tensor: per input a raw block buffer (I/O_BLOCK chunks) and a float32 chunk; the float32
+   * result chunk and the encoded output block.
+   */
+  private wasmBuffers(
+    a: WasmArena,
+    sources: readonly Source[],
+    outDtype: DType,
+    chunk: number,
+    block: number,
+  ): WasmBuffers {
     return {
-      raw: sources.map((s) => a.alloc(len * s.size)),
-      values: sources.map(() => a.alloc(len * 4)),
-      out: a.alloc(len * 4),
-      outRaw: a.alloc(len * dtypeSize(outDtype)),
+      raw: sources.map((s) => a.alloc(block * s.size)),
+      values: sources.map(() => a.alloc(chunk * 4)),
+      out: a.alloc(chunk * 4),
+      outRaw: a.alloc(block * dtypeSize(outDtype)),
     };
   }
 
@@ -319,61 +331,78 @@ export class TensorRunner {
     }
   }
 
-  /** Read chunk [start, start + len) of every input into `raws[i]` (unless `read` is false) and decode it. */
-  private chunkWasm(
+  /** Read elements [start, start + len) of every input into its block buffer `raws[i]`. */
+  private readBlockWasm(a: WasmArena, sources: readonly Source[], raws: readonly number[], start: number, len: number) {
+    for (let i = 0; i < sources.length; i++) {
+      const s = sources[i]!;
+      readExactSync(s.fd, a.u8(raws[i]!, len * s.size), s.offset + start * s.size, s.file);
+    }
+  }
+
+  /** Decode the chunk at element `at` of every input's block `raws[i]` into the float32 chunk buffers. */
+  private decodeChunkWasm(
     a: WasmArena,
     sources: readonly Source[],
     raws: readonly number[],
     b: WasmBuffers,
-    start: number,
+    at: number,
     len: number,
-    read: boolean,
   ): Float32Array[] {
     for (let i = 0; i < sources.length; i++) {
       const s = sources[i]!;
-      if (read) readExactSync(s.fd, a.u8(raws[i]!, len * s.size), s.offset + start * s.size, s.file);
-      this.decodeWasm(a, s.x.dtype, raws[i]!, b.values[i]!, len);
+      this.decodeWasm(a, s.x.dtype, raws[i]! + at * s.size, b.values[i]!, len);
     }
     return b.values.map((p) => a.f32(p, len));
   }
 
-  /** Encode the float32 result (expected at b.out) to the output dtype and write it at its offset. */
-  private writeWasm(a: WasmArena, job: TensorJob, b: WasmBuffers, start: number, values: Float32Array): void {
-    const t = job.tensor;
+  /** Encode a float32 result chunk (copied to b.out unless it is there) into the output block at element `at`. */
+  private encodeChunkWasm(a: WasmArena, dtype: DType, b: WasmBuffers, at: number, values: Float32Array): void {
     const len = values.length;
     if (values.byteOffset !== b.out || !a.owns(values)) a.f32(b.out, len).set(values);
-    const size = dtypeSize(t.outDtype);
-    let bytes: Uint8Array;
-    if (t.outDtype === "F32") bytes = a.u8(b.out, len * 4);
-    else {
-      bytes = a.u8(b.outRaw, len * size);
-      if (t.outDtype === "BF16") a.k.encode_bf16(b.out, b.outRaw, len);
-      else encodeFromF32(a.f32(b.out, len), t.outDtype, viewStorage(t.outDtype, bytes));
-    }
-    writeAllSync(this.outFd(job.out.file), bytes, job.out.offset + start * size, job.out.file);
+    const size = dtypeSize(dtype);
+    if (dtype === "BF16") a.k.encode_bf16(b.out, b.outRaw + at * size, len);
+    else if (dtype === "F32") a.u8(b.outRaw + at * 4, len * 4).set(a.u8(b.out, len * 4));
+    else encodeFromF32(a.f32(b.out, len), dtype, viewStorage(dtype, a.u8(b.outRaw + at * size, len * size)));
+  }
+
+  private writeBlockWasm(a: WasmArena, job: TensorJob, b: WasmBuffers, start: number, len: number): void {
+    const size = dtypeSize(job.tensor.outDtype);
+    writeAllSync(this.outFd(job.out.file), a.u8(b.outRaw, len * size), job.out.offset + start * size, job.out.file);
+  }
+
+  /** Elements per positional read / write: IO_BLOCK_CHUNKS compute chunks (large reads cost far less per byte). */
+  private blockOf(chunk: number, n: number): number {
+    return Math.min(n, chunk * IO_BLOCK_CHUNKS);
   }
 
   private runChunkedWasm(a: WasmArena, job: TensorJob, all: readonly PlannedInput[], n: number): JobResult {
     const t = job.tensor;
     const sources = this.chunkSources(all);
     const k = t.inputs.length;
+    const chunk = Math.min(this.chunk, n);
+    const block = this.blockOf(chunk, n);
     const mark = a.mark();
     try {
-      const b = this.wasmBuffers(a, sources, t.outDtype, Math.min(this.chunk, n));
-      for (let start = 0; start < n; start += this.chunk) {
-        const len = Math.min(this.chunk, n - start);
-        const shape = [len];
-        const chunks = this.chunkWasm(a, sources, b.raw, b, start, len, true).map((data) => ({ data, shape }));
-        const result = this.method.merge({
-          tensorName: t.name,
-          models: chunks.slice(0, k),
-          base: t.base === undefined ? undefined : chunks[k],
-          params: t.params,
-          modelParams: t.modelParams,
-          seed: this.spec.seed,
-          out: a.f32(b.out, len),
-        });
-        this.writeWasm(a, job, b, start, result.data);
+      const b = this.wasmBuffers(a, sources, t.outDtype, chunk, block);
+      for (let bs = 0; bs < n; bs += block) {
+        const blen = Math.min(block, n - bs);
+        this.readBlockWasm(a, sources, b.raw, bs, blen);
+        for (let at = 0; at < blen; at += chunk) {
+          const len = Math.min(chunk, blen - at);
+          const shape = [len];
+          const chunks = this.decodeChunkWasm(a, sources, b.raw, b, at, len).map((data) => ({ data, shape }));
+          const result = this.method.merge({
+            tensorName: t.name,
+            models: chunks.slice(0, k),
+            base: t.base === undefined ? undefined : chunks[k],
+            params: t.params,
+            modelParams: t.modelParams,
+            seed: this.spec.seed,
+            out: a.f32(b.out, len),
+          });
+          this.encodeChunkWasm(a, t.outDtype, b, at, result.data);
+        }
+        this.writeBlockWasm(a, job, b, bs, blen);
       }
     } finally {
       a.release(mark);
@@ -382,8 +411,8 @@ export class TensorRunner {
   }
 
   /**
-   * Multi-pass merge on arena buffers. The first pass reads every chunk from the files; the leading chunks (up to
-   * `cacheBytes` of raw input) stay in the arena, so later passes read only the rest again. Undefined when the
+   * Multi-pass merge on arena buffers. The first pass reads every block from the files; the leading blocks (up to
+   * the cache budget of raw input) stay in the arena, so later passes read only the rest again. Undefined when the
    * method has no streaming form for these parameters.
    */
   private runStreamingWasm(
@@ -410,34 +439,38 @@ export class TensorRunner {
       if (stream === undefined) return undefined;
       const k = t.inputs.length;
       const sources = this.chunkSources(all);
-      const b = this.wasmBuffers(a, sources, t.outDtype, chunk);
-      const rawOffsets: number[] = [];
-      let perChunk = 0;
-      for (const s of sources) {
-        rawOffsets.push(perChunk);
-        perChunk += Math.ceil((chunk * s.size) / 64) * 64;
-      }
-      const nChunks = Math.ceil(n / chunk);
-      const cached = stream.passes === 0 ? 0 : Math.min(nChunks, Math.floor(cacheBudget(this.spec) / perChunk));
-      const cache = a.alloc(cached * perChunk);
-      const chunkAt = (pass: number, c: number): StreamChunk => {
-        const start = c * chunk;
-        const len = Math.min(chunk, n - start);
-        const inCache = c < cached;
-        const raws = inCache ? rawOffsets.map((o) => cache + c * perChunk + o) : b.raw;
-        const data = this.chunkWasm(a, sources, raws, b, start, len, pass === 0 || !inCache);
-        return { start, models: data.slice(0, k), base: data[k] };
+      const block = this.blockOf(chunk, n);
+      const b = this.wasmBuffers(a, sources, t.outDtype, chunk, block);
+      // The cache holds whole blocks: per input one contiguous region, so a block is one read straight into it.
+      const perElement = sources.reduce((sum, s) => sum + s.size, 0);
+      const nBlocks = Math.ceil(n / block);
+      const cachedBlocks =
+        stream.passes === 0 ? 0 : Math.min(nBlocks, Math.floor(cacheBudget(this.spec) / (block * perElement)));
+      const cached = Math.min(n, cachedBlocks * block);
+      const cache = sources.map((s) => (cached > 0 ? a.alloc(cached * s.size) : 0));
+      const forEachChunk = (pass: number, fn: (c: StreamChunk, blockStart: number, at: number) => void) => {
+        for (let bs = 0; bs < n; bs += block) {
+          const blen = Math.min(block, n - bs);
+          const inCache = bs < cached;
+          const raws = inCache ? sources.map((s, i) => cache[i]! + bs * s.size) : b.raw;
+          if (pass === 0 || !inCache) this.readBlockWasm(a, sources, raws, bs, blen);
+          for (let at = 0; at < blen; at += chunk) {
+            const len = Math.min(chunk, blen - at);
+            const data = this.decodeChunkWasm(a, sources, raws, b, at, len);
+            fn({ start: bs + at, models: data.slice(0, k), base: data[k] }, bs, at);
+          }
+          if (pass === stream.passes) this.writeBlockWasm(a, job, b, bs, blen);
+        }
       };
       for (let pass = 0; pass < stream.passes; pass++) {
-        for (let c = 0; c < nChunks; c++) stream.observe(pass, chunkAt(pass, c));
+        forEachChunk(pass, (c) => stream.observe(pass, c));
         stream.endPass(pass);
       }
-      for (let c = 0; c < nChunks; c++) {
-        const data = chunkAt(stream.passes, c);
-        const out = a.f32(b.out, data.base?.length ?? data.models[0]!.length);
-        stream.emit(data, out);
-        this.writeWasm(a, job, b, c * chunk, out);
-      }
+      forEachChunk(stream.passes, (c, _bs, at) => {
+        const out = a.f32(b.out, c.models[0]?.length ?? c.base!.length);
+        stream.emit(c, out);
+        this.encodeChunkWasm(a, t.outDtype, b, at, out);
+      });
     } finally {
       a.release(mark);
     }

@@ -85,7 +85,7 @@ describe("merge: WebAssembly path equals the pure-JS path", {
         );
         await merge(cfg, out("wasm-1"), { jobs: 1, chunkElements: 100, randomSeed: 3 });
         await withEnv({ FUSIONKIT_STREAM_CACHE_BYTES: "3000" }, () =>
-          merge(cfg, out("wasm-2-partial-cache"), { jobs: 2, chunkElements: 100, randomSeed: 3 }),
+          merge(cfg, out("wasm-2-partial-cache"), { jobs: 2, chunkElements: 10, randomSeed: 3 }),
         );
         const want = bytes(out("js-whole"));
         for (const tag of ["js-chunked", "wasm-1", "wasm-2-partial-cache"]) {
