@@ -74,8 +74,8 @@ const CHUNK = 1 << 15;
 const OUT_SLOT = -2;
 const RESULT_SLOT = -3;
 const CACHE_BYTES = 96 << 20;
-/** Compute chunks per positional read / write on the wasm path (32 x 32K bf16 elements = 2 MiB reads). */
-const IO_BLOCK_CHUNKS = 32;
+/** Compute chunks per positional read / write on the wasm path (8 x 32K bf16 elements = 512 KiB reads). */
+const IO_BLOCK_CHUNKS = 8;
 
 /** The streaming input cache's size: ExecSpec.cacheBytes, else FUSIONKIT_STREAM_CACHE_BYTES, else 96 MiB. */
 function cacheBudget(spec: ExecSpec): number {
