@@ -153,6 +153,65 @@ export function ta_sum(
   void one;
 }
 
+/** ta_sum for exactly three models, every operand in registers (task_arithmetic, dare_linear). */
+export function ta_sum3(b: usize, models: usize, normalize: i32, divisor: f32, lambda: f32, out: usize, n: i32): void {
+  const x0 = <usize>load<u32>(models, 0);
+  const q0 = <usize>load<u32>(models, 4);
+  const s0 = load<f32>(models, 8);
+  const w0 = f32x4.splat(load<f32>(models, 12));
+  const x1 = <usize>load<u32>(models, 16);
+  const q1 = <usize>load<u32>(models, 20);
+  const s1 = load<f32>(models, 24);
+  const w1 = f32x4.splat(load<f32>(models, 28));
+  const x2 = <usize>load<u32>(models, 32);
+  const q2 = <usize>load<u32>(models, 36);
+  const s2 = load<f32>(models, 40);
+  const w2 = f32x4.splat(load<f32>(models, 44));
+  const dv = f32x4.splat(divisor);
+  const lv = f32x4.splat(lambda);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i << 2;
+    const bv = v128.load(b + off);
+    let mixed = f32x4.splat(0);
+    mixed = sumStep(mixed, x0, off, bv, s0, w0, q0, i);
+    mixed = sumStep(mixed, x1, off, bv, s1, w1, q1, i);
+    mixed = sumStep(mixed, x2, off, bv, s2, w2, q2, i);
+    if (normalize) mixed = f32x4.div(mixed, dv);
+    if (lambda != 1) mixed = f32x4.mul(mixed, lv);
+    v128.store(out + off, f32x4.add(bv, mixed));
+  }
+  if (i < n) ta_sum_tail(b, models, normalize, divisor, lambda, out, n, i);
+}
+
+// @ts-ignore: decorator
+@inline function sumStep(mixed: v128, x: usize, off: usize, bv: v128, scale: f32, wv: v128, keep: usize, i: i32): v128 {
+  let t = f32x4.sub(v128.load(x + off), bv);
+  if (scale != 1) t = f32x4.mul(t, f32x4.splat(scale));
+  const sum = f32x4.add(mixed, f32x4.mul(t, wv));
+  if (keep == 0) return sum;
+  return v128.bitselect(sum, mixed, keepLanes(keep, i)); // dropped entries add nothing (not even +0)
+}
+
+function ta_sum_tail(b: usize, models: usize, normalize: i32, divisor: f32, lambda: f32, out: usize, n: i32, from: i32): void {
+  for (let i = from; i < n; i++) {
+    const off = <usize>i << 2;
+    const bs = load<f32>(b + off);
+    let mixed: f32 = 0;
+    for (let m = 0; m < 3; m++) {
+      const rec = models + (<usize>m << 4);
+      const keep = <usize>load<u32>(rec, 4);
+      const scale = load<f32>(rec, 8);
+      let t: f32 = load<f32>(<usize>load<u32>(rec) + off) - bs;
+      if (scale != 1) t = t * scale;
+      if (keep == 0 || load<u8>(keep + <usize>i) != 0) mixed = mixed + t * load<f32>(rec, 12);
+    }
+    if (normalize) mixed = mixed / divisor;
+    if (lambda != 1) mixed = mixed * lambda;
+    store<f32>(out + off, bs + mixed);
+  }
+}
+
 /**
  * Sign-consensus combine by sum (combineConsensus, TIES): v = kept ? fround(t * w) : 0 * w; vote = sum v in
  * model order; a model takes part where v has the elected sign (vote >= 0 elects +; zeros never do); mixed and

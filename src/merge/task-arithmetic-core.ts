@@ -353,7 +353,8 @@ export function combineSum(
   const wasm = k <= WASM_MAX_MODELS ? wasmFor(b, out, ...xs, ...keeps) : null;
   if (wasm !== null) {
     const table = wasm.modelTable(xs, keeps, scales, w);
-    wasm.k.ta_sum(b.byteOffset, table, k, +normalize, divisor, lambda, out.byteOffset, n);
+    if (k === 3) wasm.k.ta_sum3(b.byteOffset, table, +normalize, divisor, lambda, out.byteOffset, n);
+    else wasm.k.ta_sum(b.byteOffset, table, k, +normalize, divisor, lambda, out.byteOffset, n);
     return;
   }
   const wd = new Float32Array(BLOCK);

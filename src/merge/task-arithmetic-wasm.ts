@@ -204,7 +204,8 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
         let divisor = 0;
         for (let i = 0; i < k; i++) divisor = Math.fround(divisor + o.w[i]!);
         if (Math.abs(divisor) < 1e-8) divisor = 1;
-        a.k.ta_sum(b.byteOffset, table, k, +o.normalize, divisor, o.lambda, out.byteOffset, len);
+        if (k === 3) a.k.ta_sum3(b.byteOffset, table, +o.normalize, divisor, o.lambda, out.byteOffset, len);
+        else a.k.ta_sum(b.byteOffset, table, k, +o.normalize, divisor, o.lambda, out.byteOffset, len);
       }
     },
   };

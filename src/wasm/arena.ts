@@ -35,6 +35,7 @@ export interface KernelExports {
     n: number,
     vs: number,
   ): void;
+  ta_sum3(b: number, models: number, normalize: number, divisor: number, lambda: number, out: number, n: number): void;
   ta_consensus3(b: number, models: number, normalize: number, lambda: number, out: number, n: number): void;
   pack_bits(src: number, dst: number, n: number): void;
   unpack_bits(src: number, dst: number, n: number): void;
