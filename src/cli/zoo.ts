@@ -1,4 +1,7 @@
+import { join } from "node:path";
 import type { Command } from "commander";
+import { FusionError } from "../errors.js";
+import { readTextFile } from "../io/file-read.js";
 import { formatTable } from "../report/format.js";
 import type { PoolReport } from "../zoo/build.js";
 import { parseInteger, parseJsonObject } from "./options.js";
@@ -30,6 +33,29 @@ export function formatPool(r: PoolReport): string {
     "",
     `base+probe average ${pct(r.summary.baseProbeAverage)}%, fine-tuned average ${pct(r.summary.finetunedAverage)}% (gap ${pct(r.summary.gap)} points); built in ${r.seconds.toFixed(0)} s`,
   ].join("\n");
+}
+
+/** The same matrix as a Markdown table (for docs), with build times. */
+export function formatPoolMarkdown(r: PoolReport): string {
+  const tasks = r.tasks.map((t) => t.name);
+  const avg = (accs: Record<string, number>) => tasks.reduce((s, t) => s + (accs[t] ?? 0), 0) / tasks.length;
+  const lines = [
+    `| model | ${tasks.join(" | ")} | avg |`,
+    `|---|${tasks.map(() => "---:").join("|")}|---:|`,
+    ...Object.entries(r.accuracy).map(
+      ([name, accs]) => `| ${name} | ${tasks.map((t) => pct(accs[t])).join(" | ")} | ${pct(avg(accs))} |`,
+    ),
+  ];
+  const own = tasks.map((t) => pct(r.accuracy[`finetuned/${t}`]?.[t]));
+  lines.push(`| **fine-tuned on its own task** | ${own.join(" | ")} | ${pct(r.summary.finetunedAverage)} |`);
+  const secs = [r.base, ...Object.values(r.heads), ...Object.values(r.finetuned)].reduce((s, a) => s + a.seconds, 0);
+  lines.push(
+    "",
+    `${r.arch} ${JSON.stringify(r.config)}, profile ${r.profile}, seed ${r.seed}, backend ${r.backend}: ` +
+      `base+probe average ${pct(r.summary.baseProbeAverage)}, fine-tuned average ${pct(r.summary.finetunedAverage)} ` +
+      `(gap ${pct(r.summary.gap)} points); training ${secs.toFixed(0)} s, whole build ${r.seconds.toFixed(0)} s.`,
+  );
+  return lines.join("\n");
 }
 
 export function registerZoo(program: Command): void {
@@ -73,5 +99,23 @@ export function registerZoo(program: Command): void {
       });
       bar?.stop();
       process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatPool(r)}\n`);
+    });
+  zoo
+    .command("show")
+    .description("print a pool's accuracy matrix from its pool.json")
+    .argument("<dir>", "pool folder")
+    .option("--markdown", "as a Markdown table")
+    .action((dir: string, o: { markdown?: boolean }) => {
+      const file = join(dir, "pool.json");
+      let r: PoolReport;
+      try {
+        r = JSON.parse(readTextFile(file)) as PoolReport;
+      } catch (e) {
+        if (e instanceof FusionError) throw e;
+        throw new FusionError("INVALID_ARGUMENT", `not valid JSON: ${(e as Error).message}`, { file });
+      }
+      if (r?.format !== "fusionkit-pool/1")
+        throw new FusionError("INVALID_ARGUMENT", "not a fusionkit pool report (format fusionkit-pool/1)", { file });
+      process.stdout.write(`${o.markdown ? formatPoolMarkdown(r) : formatPool(r)}\n`);
     });
 }

@@ -54,23 +54,24 @@ function fullProfile(arch: string): ZooProfile {
   return {
     name: "full",
     base: {
-      steps: vit ? 600 : 300,
+      steps: vit ? 3000 : 300,
       batchSize: 128,
       optimizer: adamw,
       lr: vit ? 2e-3 : 1e-3,
       schedule: "cosine",
-      warmupSteps: vit ? 60 : 20,
+      warmupSteps: vit ? 100 : 20,
       augmentShift: 2,
     },
     probe: { steps: 300, batchSize: 256, optimizer: { name: "adam" }, lr: 5e-3, schedule: "cosine", warmupSteps: 0 },
     probeShots: 10,
     finetune: {
-      steps: vit ? 1500 : 1300,
+      steps: vit ? 1000 : 1300,
       batchSize: 128,
       optimizer: adamw,
       lr: vit ? 1e-3 : 5e-4,
       schedule: "cosine",
       warmupSteps: 50,
+      ...(vit ? { augmentShift: 1 } : {}),
     },
   };
 }

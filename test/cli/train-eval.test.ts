@@ -54,6 +54,24 @@ describe("fusionkit train / eval / zoo", () => {
     );
   });
 
+  it("zoo build (small) then zoo show prints the accuracy matrix; a folder without pool.json is one error line", () => {
+    const dir = tempDir("cli-zoo");
+    const b = run(["zoo", "build", "--arch", "mlp", "--config", '{"hidden":[16]}', "--out", dir, "--no-progress"]);
+    assert.equal(b.status, 0, b.stderr);
+    assert.match(b.stdout, /base\+probe average [\d.]+%, fine-tuned average [\d.]+%/);
+    const s = run(["zoo", "show", dir, "--markdown"]);
+    assert.equal(s.status, 0, s.stderr);
+    const rows = s.stdout.split("\n").filter((l) => l.startsWith("| "));
+    assert.equal(rows.length, 1 + 1 + 8 + 1, s.stdout); // header, base, 8 fine-tuned, own-task summary
+    assert.match(
+      rows[0]!,
+      /\| model \| fmnist \| rot90 \| flip \| invert \| quadrants \| coarse4 \| first5 \| last5 \| avg \|/,
+    );
+    const bad = run(["zoo", "show", join(dir, "heads")]);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr.trim(), /^fusionkit: error \[FILE_NOT_FOUND\]: .*pool\.json/);
+  });
+
   it("bad input: unknown task (with a suggestion), missing dataset, unknown architecture; nothing written", () => {
     const dir = tempDir("cli-bad");
     const out = join(dir, "x.safetensors");
