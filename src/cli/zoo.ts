@@ -51,9 +51,10 @@ export function formatPoolMarkdown(r: PoolReport): string {
   const secs = [r.base, ...Object.values(r.heads), ...Object.values(r.finetuned)].reduce((s, a) => s + a.seconds, 0);
   lines.push(
     "",
-    `${r.arch} ${JSON.stringify(r.config)}, profile ${r.profile}, seed ${r.seed}, backend ${r.backend}: ` +
+    `${r.arch} ${JSON.stringify(r.config)}, profile ${r.profile}, seed ${r.seed}, ${r.backend}: ` +
       `base+probe average ${pct(r.summary.baseProbeAverage)}, fine-tuned average ${pct(r.summary.finetunedAverage)} ` +
-      `(gap ${pct(r.summary.gap)} points); training ${secs.toFixed(0)} s, whole build ${r.seconds.toFixed(0)} s.`,
+      `(gap ${pct(r.summary.gap)} points); training ${secs.toFixed(0)} s in all (from the artifacts' sidecars), ` +
+      `this run ${r.seconds.toFixed(0)} s (cached artifacts load instead of training).`,
   );
   return lines.join("\n");
 }

@@ -9,19 +9,16 @@ import { FusionError } from "../errors.js";
 import { extractFeatures } from "../eval/evaluate.js";
 import { applyHead } from "../nn/models/head.js";
 import type { Model, Params } from "../nn/models/types.js";
+import type { TrainConfig } from "./loop.js";
 import { crossEntropy } from "./loss.js";
-import { createOptimizer, type OptimizerOptions } from "./optimizers.js";
-import { learningRateAt, type ScheduleKind } from "./schedule.js";
+import { createOptimizer } from "./optimizers.js";
+import { learningRateAt } from "./schedule.js";
 
-export interface ProbeConfig {
-  steps: number;
-  batchSize: number;
-  seed: number;
-  optimizer: OptimizerOptions;
-  lr: number;
-  schedule: ScheduleKind;
-  warmupSteps: number;
-}
+/** A probe's budget: the training loop's, without frozen parts or augmentation (features are computed once). */
+export type ProbeConfig = Pick<
+  TrainConfig,
+  "steps" | "batchSize" | "seed" | "optimizer" | "lr" | "schedule" | "warmupSteps"
+>;
 
 export interface ProbeResult {
   head: Params;

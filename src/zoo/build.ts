@@ -16,7 +16,7 @@ import { evaluate } from "../eval/evaluate.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { headParams, initHead } from "../nn/models/head.js";
 import { modelFromConfig } from "../nn/models/registry.js";
-import type { Model, Params } from "../nn/models/types.js";
+import type { Model, ParamSpec, Params } from "../nn/models/types.js";
 import { describeNNBackend, initNN } from "../nn/select.js";
 import { artifactKey, type CheckpointSidecar, readCheckpoint, writeCheckpoint } from "../train/checkpoint.js";
 import { train } from "../train/loop.js";
@@ -47,6 +47,14 @@ export interface ZooEvent {
   loss?: number;
   /** True when the artifact came from the cache. */
   cached?: boolean;
+}
+
+/** What building one artifact produced (the sidecar fields beyond the common ones). */
+interface Built {
+  params: Params;
+  steps: number;
+  seconds: number;
+  sidecar: Pick<CheckpointSidecar, "kind"> & Partial<CheckpointSidecar>;
 }
 
 export interface PoolArtifact {
@@ -122,38 +130,60 @@ export async function buildZoo(o: ZooBuildOptions): Promise<PoolReport> {
     budget: profile.base,
     limit: profile.trainLimit,
   });
-  const basePath = join(out, "base.safetensors");
-  let base: Params;
-  let baseInfo: PoolArtifact;
-  const cachedBase = readCheckpoint(basePath, model.params, baseKey);
-  if (cachedBase !== undefined) {
-    base = cachedBase.params;
-    baseInfo = {
-      file: "base.safetensors",
-      key: baseKey,
-      steps: cachedBase.sidecar.steps ?? 0,
-      seconds: cachedBase.sidecar.seconds ?? 0,
-      cached: true,
-    };
-    emit({ stage: "base", step: 1, steps: 1, cached: true });
-  } else {
-    const head0 = initHead(model.featureDim, baseTask.numClasses, seed + 1);
-    const r = train({
-      model,
-      backbone: model.init(seed),
-      head: head0,
-      data: trainSplits.get(baseTask.name)!,
-      config: { ...profile.base, seed, trainBackbone: true, trainHead: true },
-      onProgress: (p) => emit({ stage: "base", task: baseTask.name, step: p.step, steps: p.steps, loss: p.loss }),
+  const artifact = (
+    file: string,
+    specs: readonly ParamSpec[],
+    key: string,
+    stage: ZooStage,
+    task: string,
+    build: () => Built,
+  ): { params: Params; info: PoolArtifact } => {
+    const path = join(out, file);
+    const cached = readCheckpoint(path, specs, key);
+    if (cached !== undefined) {
+      emit({ stage, task, step: 1, steps: 1, cached: true });
+      const { steps = 0, seconds = 0 } = cached.sidecar;
+      return { params: cached.params, info: { file, key, steps, seconds, cached: true } };
+    }
+    const b = build();
+    writeCheckpoint(path, b.params, {
+      format: "fusionkit-checkpoint/1",
+      key,
+      ...common,
+      task,
+      steps: b.steps,
+      seconds: b.seconds,
+      ...b.sidecar,
     });
-    base = r.backbone;
-    writeCheckpoint(
-      basePath,
-      base,
-      sidecar(common, baseKey, "backbone", baseTask.name, r.steps, r.seconds, profile.base),
-    );
-    baseInfo = { file: "base.safetensors", key: baseKey, steps: r.steps, seconds: r.seconds, cached: false };
-  }
+    return { params: b.params, info: { file, key, steps: b.steps, seconds: b.seconds, cached: false } };
+  };
+  const progress = (stage: ZooStage, task: string) => (p: { step: number; steps: number; loss: number }) =>
+    emit({ stage, task, step: p.step, steps: p.steps, loss: p.loss });
+
+  const { params: base, info: baseInfo } = artifact(
+    "base.safetensors",
+    model.params,
+    baseKey,
+    "base",
+    baseTask.name,
+    () => {
+      const r = train({
+        model,
+        backbone: model.init(seed),
+        head: initHead(model.featureDim, baseTask.numClasses, seed + 1),
+        data: trainSplits.get(baseTask.name)!,
+        config: { ...profile.base, seed, trainBackbone: true, trainHead: true },
+        onProgress: progress("base", baseTask.name),
+      });
+      disposeParams(r.head);
+      return {
+        params: r.backbone,
+        steps: r.steps,
+        seconds: r.seconds,
+        sidecar: { kind: "backbone", train: profile.base },
+      };
+    },
+  );
 
   // 2. One linear probe per task on the frozen base; 3. one fine-tune per task under its frozen probe head.
   const heads: Record<string, Params> = {};
@@ -169,76 +199,50 @@ export async function buildZoo(o: ZooBuildOptions): Promise<PoolReport> {
       budget: profile.probe,
       shots: profile.probeShots,
     });
-    const file = `heads/${t.name}.safetensors`;
-    const cached = readCheckpoint(join(out, file), headParams(model.featureDim, t.numClasses), key);
-    if (cached !== undefined) {
-      heads[t.name] = cached.params;
-      headInfo[t.name] = {
-        file,
-        key,
-        steps: cached.sidecar.steps ?? 0,
-        seconds: cached.sidecar.seconds ?? 0,
-        cached: true,
+    const specs = headParams(model.featureDim, t.numClasses);
+    const a = artifact(`heads/${t.name}.safetensors`, specs, key, "probe", t.name, () => {
+      const full = trainSplits.get(t.name)!;
+      const data = profile.probeShots === undefined ? full : selectPerClass(full, profile.probeShots, seed + 100 + i);
+      const init = initHead(model.featureDim, t.numClasses, seed + 100 + i);
+      const r = trainProbe(model, base, init, data, { ...profile.probe, seed: seed + 100 + i }, (step, steps, loss) =>
+        emit({ stage: "probe", task: t.name, step, steps, loss }),
+      );
+      disposeParams(init);
+      const sidecar = {
+        kind: "head" as const,
+        train: profile.probe,
+        numClasses: t.numClasses,
+        featureDim: model.featureDim,
       };
-      emit({ stage: "probe", task: t.name, step: 1, steps: 1, cached: true });
-      continue;
-    }
-    const full = trainSplits.get(t.name)!;
-    const r = trainProbe(
-      model,
-      base,
-      initHead(model.featureDim, t.numClasses, seed + 100 + i),
-      profile.probeShots === undefined ? full : selectPerClass(full, profile.probeShots, seed + 100 + i),
-      { ...profile.probe, seed: seed + 100 + i },
-      (step, steps, loss) => emit({ stage: "probe", task: t.name, step, steps, loss }),
-    );
-    heads[t.name] = r.head;
-    writeCheckpoint(join(out, file), r.head, {
-      ...sidecar(common, key, "head", t.name, r.steps, r.seconds, profile.probe),
-      numClasses: t.numClasses,
-      featureDim: model.featureDim,
+      return { params: r.head, steps: r.steps, seconds: r.seconds, sidecar };
     });
-    headInfo[t.name] = { file, key, steps: r.steps, seconds: r.seconds, cached: false };
+    heads[t.name] = a.params;
+    headInfo[t.name] = a.info;
   }
   for (const [i, t] of tasks.entries()) {
+    const budget = profile.finetune;
     const key = artifactKey({
       ...common,
       role: "finetuned",
       task: t.name,
       head: headInfo[t.name]!.key,
-      budget: profile.finetune,
+      budget,
       limit: profile.trainLimit,
     });
-    const file = `finetuned/${t.name}.safetensors`;
-    const cached = readCheckpoint(join(out, file), model.params, key);
-    if (cached !== undefined) {
-      finetuned[t.name] = cached.params;
-      ftInfo[t.name] = {
-        file,
-        key,
-        steps: cached.sidecar.steps ?? 0,
-        seconds: cached.sidecar.seconds ?? 0,
-        cached: true,
-      };
-      emit({ stage: "finetune", task: t.name, step: 1, steps: 1, cached: true });
-      continue;
-    }
-    const r = train({
-      model,
-      backbone: base,
-      head: heads[t.name]!,
-      data: trainSplits.get(t.name)!,
-      config: { ...profile.finetune, seed: seed + 200 + i, trainBackbone: true, trainHead: false },
-      onProgress: (p) => emit({ stage: "finetune", task: t.name, step: p.step, steps: p.steps, loss: p.loss }),
+    const a = artifact(`finetuned/${t.name}.safetensors`, model.params, key, "finetune", t.name, () => {
+      const r = train({
+        model,
+        backbone: base,
+        head: heads[t.name]!,
+        data: trainSplits.get(t.name)!,
+        config: { ...budget, seed: seed + 200 + i, trainBackbone: true, trainHead: false },
+        onProgress: progress("finetune", t.name),
+      });
+      disposeParams(r.head);
+      return { params: r.backbone, steps: r.steps, seconds: r.seconds, sidecar: { kind: "backbone", train: budget } };
     });
-    finetuned[t.name] = r.backbone;
-    disposeParams(r.head);
-    writeCheckpoint(
-      join(out, file),
-      r.backbone,
-      sidecar(common, key, "backbone", t.name, r.steps, r.seconds, profile.finetune),
-    );
-    ftInfo[t.name] = { file, key, steps: r.steps, seconds: r.seconds, cached: false };
+    finetuned[t.name] = a.params;
+    ftInfo[t.name] = a.info;
   }
 
   // 4. Every model on every task (test split), each task through its own probe head.
@@ -286,18 +290,6 @@ export async function buildZoo(o: ZooBuildOptions): Promise<PoolReport> {
 
 function disposeParams(p: Params): void {
   for (const t of Object.values(p)) (t as tf.Tensor).dispose();
-}
-
-function sidecar(
-  common: { arch: string; config: unknown; suite: string; profile: string; seed: number },
-  key: string,
-  kind: "backbone" | "head",
-  task: string,
-  steps: number,
-  seconds: number,
-  budget: unknown,
-): CheckpointSidecar {
-  return { format: "fusionkit-checkpoint/1", kind, key, ...common, task, steps, seconds, train: budget };
 }
 
 export function poolExists(dir: string): boolean {
