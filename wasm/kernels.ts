@@ -8,6 +8,20 @@
 
 const ABS = 0x7fffffff;
 
+// ---- element loads: float32 arrays, or bf16 bits widened in the load (the _bf16 kernels read raw checkpoints) ----
+
+// @ts-ignore: decorator
+@inline function vld<T>(p: usize, i: i32): v128 {
+  if (sizeof<T>() == 2) return i32x4.shl(v128.load16x4_u(p + (<usize>i << 1)), 16);
+  return v128.load(p + (<usize>i << 2));
+}
+
+// @ts-ignore: decorator
+@inline function sld<T>(p: usize, i: i32): f32 {
+  if (sizeof<T>() == 2) return reinterpret<f32>((<u32>load<u16>(p + (<usize>i << 1))) << 16);
+  return load<f32>(p + (<usize>i << 2));
+}
+
 // ---- bf16 / f16 codecs ----
 
 /** float32 bits -> bfloat16 bits in the low half of each lane (round to nearest even; NaN quieted). */
@@ -305,8 +319,8 @@ export function ta_consensus(
  * the same votes and sums: zeros never take part, and a vote that starts at +0 is never -0.
  */
 // @ts-ignore: decorator
-@inline function weighted(x: usize, off: usize, bv: v128, scale: f32, w: f32, keep: v128, finite: bool): v128 {
-  let t = f32x4.sub(v128.load(x + off), bv);
+@inline function weighted<T>(x: usize, i: i32, bv: v128, scale: f32, w: f32, keep: v128, finite: bool): v128 {
+  let t = f32x4.sub(vld<T>(x, i), bv);
   if (scale != 1) t = f32x4.mul(t, f32x4.splat(scale));
   const v = f32x4.mul(t, f32x4.splat(w));
   if (finite) return v128.and(v, keep);
@@ -322,14 +336,15 @@ export function ta_consensus(
 }
 
 // @ts-ignore: decorator
-@inline function scalarWeighted(x: usize, keep: usize, i: i32, bs: f32, scale: f32, w: f32): f32 {
-  let t: f32 = load<f32>(x + (<usize>i << 2)) - bs;
+@inline function scalarWeighted<T>(x: usize, keep: usize, i: i32, bs: f32, scale: f32, w: f32): f32 {
+  let t: f32 = sld<T>(x, i) - bs;
   if (scale != 1) t = t * scale;
   return keep == 0 || load<u8>(keep + <usize>i) != 0 ? t * w : <f32>0 * w;
 }
 
 /** ta_consensus for exactly three models, every operand in registers (the common TIES / DARE case). */
-export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+// @ts-ignore: decorator
+@inline function ta_consensus3_impl<T>(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
   const x0 = <usize>load<u32>(models, 0);
   const q0 = <usize>load<u32>(models, 4);
   const s0 = load<f32>(models, 8);
@@ -352,10 +367,10 @@ export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const off = <usize>i << 2;
-    const bv = v128.load(b + off);
-    const v0 = weighted(x0, off, bv, s0, w0, keepLanes(q0, i), finite);
-    const v1 = weighted(x1, off, bv, s1, w1, keepLanes(q1, i), finite);
-    const v2 = weighted(x2, off, bv, s2, w2, keepLanes(q2, i), finite);
+    const bv = vld<T>(b, i);
+    const v0 = weighted<T>(x0, i, bv, s0, w0, keepLanes(q0, i), finite);
+    const v1 = weighted<T>(x1, i, bv, s1, w1, keepLanes(q1, i), finite);
+    const v2 = weighted<T>(x2, i, bv, s2, w2, keepLanes(q2, i), finite);
     const vote = f32x4.add(f32x4.add(f32x4.add(zero, v0), v1), v2);
     const flip = v128.andnot(i32x4.splat(0x80000000), f32x4.ge(vote, zero));
     const t0 = takes(v0, flip);
@@ -371,10 +386,10 @@ export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f
   }
   for (; i < n; i++) {
     const off = <usize>i << 2;
-    const bs = load<f32>(b + off);
-    const v0 = scalarWeighted(x0, q0, i, bs, s0, w0);
-    const v1 = scalarWeighted(x1, q1, i, bs, s1, w1);
-    const v2 = scalarWeighted(x2, q2, i, bs, s2, w2);
+    const bs = sld<T>(b, i);
+    const v0 = scalarWeighted<T>(x0, q0, i, bs, s0, w0);
+    const v1 = scalarWeighted<T>(x1, q1, i, bs, s1, w1);
+    const v2 = scalarWeighted<T>(x2, q2, i, bs, s2, w2);
     const vote: f32 = <f32>0 + v0 + v1 + v2;
     let mixed: f32 = 0;
     let div: f32 = 0;
@@ -399,12 +414,13 @@ export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f
 // ---- magnitude selection over |x - b| (float32 bit patterns, sign cleared) ----
 
 /** hist[key >>> 16]++ for key = bits(|x - b|): the 15 high bits (a scatter, so one lane at a time). */
-export function delta_hist_hi(x: usize, b: usize, n: i32, hist: usize): void {
+// @ts-ignore: decorator
+@inline function delta_hist_hi_impl<T>(x: usize, b: usize, n: i32, hist: usize): void {
   const abs = i32x4.splat(ABS);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const off = <usize>i << 2;
-    const h = i32x4.shl(i32x4.shr_u(v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs), 16), 2);
+    const h = i32x4.shl(i32x4.shr_u(v128.and(f32x4.sub(vld<T>(x, i), vld<T>(b, i)), abs), 16), 2);
     const a0 = hist + <usize>i32x4.extract_lane(h, 0);
     store<u32>(a0, load<u32>(a0) + 1);
     const a1 = hist + <usize>i32x4.extract_lane(h, 1);
@@ -416,20 +432,21 @@ export function delta_hist_hi(x: usize, b: usize, n: i32, hist: usize): void {
   }
   for (; i < n; i++) {
     const off = <usize>i << 2;
-    const d: f32 = load<f32>(x + off) - load<f32>(b + off);
+    const d: f32 = sld<T>(x, i) - sld<T>(b, i);
     const a = hist + (<usize>((reinterpret<u32>(d) & ABS) >>> 16) << 2);
     store<u32>(a, load<u32>(a) + 1);
   }
 }
 
 /** lo[key & 0xffff]++ for the keys whose high bits equal `bin`. */
-export function delta_hist_lo(x: usize, b: usize, n: i32, bin: u32, lo: usize): void {
+// @ts-ignore: decorator
+@inline function delta_hist_lo_impl<T>(x: usize, b: usize, n: i32, bin: u32, lo: usize): void {
   const abs = i32x4.splat(ABS);
   const binv = i32x4.splat(bin);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const off = <usize>i << 2;
-    const key = v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs);
+    const key = v128.and(f32x4.sub(vld<T>(x, i), vld<T>(b, i)), abs);
     const hit = i32x4.bitmask(i32x4.eq(i32x4.shr_u(key, 16), binv));
     if (hit == 0) continue;
     const idx = i32x4.shl(v128.and(key, i32x4.splat(0xffff)), 2);
@@ -452,7 +469,7 @@ export function delta_hist_lo(x: usize, b: usize, n: i32, bin: u32, lo: usize): 
   }
   for (; i < n; i++) {
     const off = <usize>i << 2;
-    const d: f32 = load<f32>(x + off) - load<f32>(b + off);
+    const d: f32 = sld<T>(x, i) - sld<T>(b, i);
     const kk = reinterpret<u32>(d) & ABS;
     if (kk >>> 16 == bin) {
       const a = lo + (<usize>(kk & 0xffff) << 2);
@@ -465,24 +482,25 @@ export function delta_hist_lo(x: usize, b: usize, n: i32, bin: u32, lo: usize): 
  * Top-k keep-mask of one chunk: mask = bits(|x - b|) > key, then the first `left` entries equal to key (index
  * order) are kept too. Returns how many ties are still to keep in later chunks.
  */
-export function delta_topk_mask(x: usize, b: usize, n: i32, key: u32, left: i32, mask: usize): i32 {
+// @ts-ignore: decorator
+@inline function delta_topk_mask_impl<T>(x: usize, b: usize, n: i32, key: u32, left: i32, mask: usize): i32 {
   const abs = i32x4.splat(ABS);
   const kv = i32x4.splat(key);
   const one = i32x4.splat(1);
   let i = 0;
   for (; i + 16 <= n; i += 16) {
     const off = <usize>i << 2;
-    const k0 = v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs);
-    const k1 = v128.and(f32x4.sub(v128.load(x + off, 16), v128.load(b + off, 16)), abs);
-    const k2 = v128.and(f32x4.sub(v128.load(x + off, 32), v128.load(b + off, 32)), abs);
-    const k3 = v128.and(f32x4.sub(v128.load(x + off, 48), v128.load(b + off, 48)), abs);
+    const k0 = v128.and(f32x4.sub(vld<T>(x, i), vld<T>(b, i)), abs);
+    const k1 = v128.and(f32x4.sub(vld<T>(x, i + 4), vld<T>(b, i + 4)), abs);
+    const k2 = v128.and(f32x4.sub(vld<T>(x, i + 8), vld<T>(b, i + 8)), abs);
+    const k3 = v128.and(f32x4.sub(vld<T>(x, i + 12), vld<T>(b, i + 12)), abs);
     const m01 = i16x8.narrow_i32x4_u(v128.and(i32x4.gt_u(k0, kv), one), v128.and(i32x4.gt_u(k1, kv), one));
     const m23 = i16x8.narrow_i32x4_u(v128.and(i32x4.gt_u(k2, kv), one), v128.and(i32x4.gt_u(k3, kv), one));
     v128.store(mask + <usize>i, i8x16.narrow_i16x8_u(m01, m23));
   }
   for (; i < n; i++) {
     const off = <usize>i << 2;
-    const d: f32 = load<f32>(x + off) - load<f32>(b + off);
+    const d: f32 = sld<T>(x, i) - sld<T>(b, i);
     store<u8>(mask + <usize>i, (reinterpret<u32>(d) & ABS) > key ? 1 : 0);
   }
   // Ties at the threshold, first ones in index order: skip four at a time where none is equal.
@@ -490,7 +508,7 @@ export function delta_topk_mask(x: usize, b: usize, n: i32, key: u32, left: i32,
   while (left > 0 && i < n) {
     if (i + 4 <= n) {
       const off = <usize>i << 2;
-      const kk = v128.and(f32x4.sub(v128.load(x + off), v128.load(b + off)), abs);
+      const kk = v128.and(f32x4.sub(vld<T>(x, i), vld<T>(b, i)), abs);
       const eq = i32x4.eq(kk, kv);
       if (!v128.any_true(eq)) {
         i += 4;
@@ -507,7 +525,7 @@ export function delta_topk_mask(x: usize, b: usize, n: i32, key: u32, left: i32,
       continue;
     }
     const off = <usize>i << 2;
-    const d: f32 = load<f32>(x + off) - load<f32>(b + off);
+    const d: f32 = sld<T>(x, i) - sld<T>(b, i);
     if ((reinterpret<u32>(d) & ABS) == key) {
       store<u8>(mask + <usize>i, 1);
       left--;
@@ -598,7 +616,8 @@ export function unpack_bits(src: usize, dst: usize, n: i32): void {
  * magnitudes are prepared four at a time in SIMD lanes; the float64 sums stay sequential (six independent chains
  * interleaved so their latencies overlap). A group holding an infinity takes the scalar path.
  */
-export function l1_sums3(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, m2: usize, b: usize, n: i32, acc: usize): void {
+// @ts-ignore: decorator
+@inline function l1_sums3_impl<T>(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, m2: usize, b: usize, n: i32, acc: usize): void {
   let be0 = load<f64>(acc, 0);
   let af0 = load<f64>(acc, 8);
   let in0 = load<f64>(acc, 16);
@@ -613,10 +632,10 @@ export function l1_sums3(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, 
   while (i < n) {
     if (i + 4 <= n) {
       const off = <usize>i << 2;
-      const bv = v128.load(b + off);
-      const a0 = f32x4.abs(f32x4.sub(v128.load(x0 + off), bv));
-      const a1 = f32x4.abs(f32x4.sub(v128.load(x1 + off), bv));
-      const a2 = f32x4.abs(f32x4.sub(v128.load(x2 + off), bv));
+      const bv = vld<T>(b, i);
+      const a0 = f32x4.abs(f32x4.sub(vld<T>(x0, i), bv));
+      const a1 = f32x4.abs(f32x4.sub(vld<T>(x1, i), bv));
+      const a2 = f32x4.abs(f32x4.sub(vld<T>(x2, i), bv));
       if (!v128.any_true(v128.or(v128.or(f32x4.eq(a0, inf), f32x4.eq(a1, inf)), f32x4.eq(a2, inf)))) {
         const p0 = f32x4.mul(a0, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(m0 + <usize>i)))));
         const p1 = f32x4.mul(a1, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(m1 + <usize>i)))));
@@ -653,18 +672,18 @@ export function l1_sums3(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, 
     const end = i + 4 < n ? i + 4 : n;
     for (; i < end; i++) {
       const off = <usize>i << 2;
-      const bs = load<f32>(b + off);
-      const a0 = <f64>Mathf.abs(load<f32>(x0 + off) - bs);
+      const bs = sld<T>(b, i);
+      const a0 = <f64>Mathf.abs(sld<T>(x0, i) - bs);
       const q0 = load<u8>(m0 + <usize>i);
       be0 += a0;
       if (a0 == Infinity) in0 = q0 != 0 ? 1 : in0;
       else af0 += a0 * <f64>q0;
-      const a1 = <f64>Mathf.abs(load<f32>(x1 + off) - bs);
+      const a1 = <f64>Mathf.abs(sld<T>(x1, i) - bs);
       const q1 = load<u8>(m1 + <usize>i);
       be1 += a1;
       if (a1 == Infinity) in1 = q1 != 0 ? 1 : in1;
       else af1 += a1 * <f64>q1;
-      const a2 = <f64>Mathf.abs(load<f32>(x2 + off) - bs);
+      const a2 = <f64>Mathf.abs(sld<T>(x2, i) - bs);
       const q2 = load<u8>(m2 + <usize>i);
       be2 += a2;
       if (a2 == Infinity) in2 = q2 != 0 ? 1 : in2;
@@ -680,4 +699,37 @@ export function l1_sums3(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, 
   store<f64>(acc, be2, 48);
   store<f64>(acc, af2, 56);
   store<f64>(acc, in2, 64);
+}
+
+// ---- exported kernels: float32 inputs, and bf16 inputs (x and b pointers to raw bf16) ----
+
+export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+  ta_consensus3_impl<f32>(b, models, normalize, lambda, out, n);
+}
+export function ta_consensus3_bf16(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+  ta_consensus3_impl<u16>(b, models, normalize, lambda, out, n);
+}
+export function delta_hist_hi(x: usize, b: usize, n: i32, hist: usize): void {
+  delta_hist_hi_impl<f32>(x, b, n, hist);
+}
+export function delta_hist_hi_bf16(x: usize, b: usize, n: i32, hist: usize): void {
+  delta_hist_hi_impl<u16>(x, b, n, hist);
+}
+export function delta_hist_lo(x: usize, b: usize, n: i32, bin: u32, lo: usize): void {
+  delta_hist_lo_impl<f32>(x, b, n, bin, lo);
+}
+export function delta_hist_lo_bf16(x: usize, b: usize, n: i32, bin: u32, lo: usize): void {
+  delta_hist_lo_impl<u16>(x, b, n, bin, lo);
+}
+export function delta_topk_mask(x: usize, b: usize, n: i32, key: u32, left: i32, mask: usize): i32 {
+  return delta_topk_mask_impl<f32>(x, b, n, key, left, mask);
+}
+export function delta_topk_mask_bf16(x: usize, b: usize, n: i32, key: u32, left: i32, mask: usize): i32 {
+  return delta_topk_mask_impl<u16>(x, b, n, key, left, mask);
+}
+export function l1_sums3(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, m2: usize, b: usize, n: i32, acc: usize): void {
+  l1_sums3_impl<f32>(x0, m0, x1, m1, x2, m2, b, n, acc);
+}
+export function l1_sums3_bf16(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, m2: usize, b: usize, n: i32, acc: usize): void {
+  l1_sums3_impl<u16>(x0, m0, x1, m1, x2, m2, b, n, acc);
 }

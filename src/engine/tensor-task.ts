@@ -448,6 +448,12 @@ export class TensorRunner {
         stream.passes === 0 ? 0 : Math.min(nBlocks, Math.floor(cacheBudget(this.spec) / (block * perElement)));
       const cached = Math.min(n, cachedBlocks * block);
       const cache = sources.map((s) => (cached > 0 ? a.alloc(cached * s.size) : 0));
+      const cd = this.spec.computeDtype;
+      const raw =
+        stream.rawBf16 === true &&
+        t.base !== undefined &&
+        sources.every((s) => s.x.dtype === "BF16") &&
+        (cd === undefined || cd === "BF16" || cd === "F32" || cd === "F64");
       const forEachChunk = (pass: number, fn: (c: StreamChunk, blockStart: number, at: number) => void) => {
         for (let bs = 0; bs < n; bs += block) {
           const blen = Math.min(block, n - bs);
@@ -456,6 +462,14 @@ export class TensorRunner {
           if (pass === 0 || !inCache) this.readBlockWasm(a, sources, raws, bs, blen);
           for (let at = 0; at < blen; at += chunk) {
             const len = Math.min(chunk, blen - at);
+            if (raw) {
+              // The stream reads the bf16 bits itself: no decoding (the float32 views are left as they are).
+              const bits = raws.map((p) => a.u16(p + at * 2, len));
+              const data = b.values.map((p) => a.f32(p, len));
+              const bf16 = { models: bits.slice(0, k), base: bits[k]! };
+              fn({ start: bs + at, models: data.slice(0, k), base: data[k], bf16 }, bs, at);
+              continue;
+            }
             const data = this.decodeChunkWasm(a, sources, raws, b, at, len);
             fn({ start: bs + at, models: data.slice(0, k), base: data[k] }, bs, at);
           }

@@ -94,7 +94,11 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
       }
     } else if (m.kind === "magnitude") {
       const s = sels[i]!;
-      s.tieLeft = a.k.delta_topk_mask(chunk.models[i]!.byteOffset, chunk.base!.byteOffset, len, s.key, s.tieLeft, p);
+      const r = chunk.bf16;
+      s.tieLeft =
+        r !== undefined
+          ? a.k.delta_topk_mask_bf16(r.models[i]!.byteOffset, r.base.byteOffset, len, s.key, s.tieLeft, p)
+          : a.k.delta_topk_mask(chunk.models[i]!.byteOffset, chunk.base!.byteOffset, len, s.key, s.tieLeft, p);
     }
     return p;
   };
@@ -110,9 +114,11 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
       group.forEach((id, j) => {
         f.set(all.subarray(3 * id, 3 * id + 3), 3 * j);
       });
-      const x = group.map((id) => chunk.models[id]!.byteOffset);
+      const r = chunk.bf16;
+      const x = group.map((id) => (r !== undefined ? r.models[id]! : chunk.models[id]!).byteOffset);
       const m = group.map((id) => masks[id]!);
-      a.k.l1_sums3(x[0]!, m[0]!, x[1]!, m[1]!, x[2]!, m[2]!, chunk.base!.byteOffset, len, tmp);
+      if (r !== undefined) a.k.l1_sums3_bf16(x[0]!, m[0]!, x[1]!, m[1]!, x[2]!, m[2]!, r.base.byteOffset, len, tmp);
+      else a.k.l1_sums3(x[0]!, m[0]!, x[1]!, m[1]!, x[2]!, m[2]!, chunk.base!.byteOffset, len, tmp);
       const f2 = a.f64(tmp, 9);
       const all2 = a.f64(acc, 3 * k);
       for (let j = 0; j < real; j++) all2.set(f2.subarray(3 * j, 3 * j + 3), 3 * group[j]!);
@@ -121,14 +127,21 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
 
   return {
     passes,
+    // Three models with consensus: every kernel used has a bf16 variant (raw chunks, no decoding).
+    rawBf16: o.consensus && k === 3,
     observe(pass: number, chunk: StreamChunk): void {
+      const r = chunk.bf16;
       const b = chunk.base!.byteOffset;
       const len = chunk.base!.length;
       if (pass === 0 || pass === 1) {
         for (let i = 0; i < k; i++) {
           const s = sels[i];
           if (s === null || s === undefined) continue;
-          if (pass === 0) a.k.delta_hist_hi(chunk.models[i]!.byteOffset, b, len, s.hist);
+          if (r !== undefined) {
+            const x = r.models[i]!.byteOffset;
+            if (pass === 0) a.k.delta_hist_hi_bf16(x, r.base.byteOffset, len, s.hist);
+            else a.k.delta_hist_lo_bf16(x, r.base.byteOffset, len, s.bin, s.lo);
+          } else if (pass === 0) a.k.delta_hist_hi(chunk.models[i]!.byteOffset, b, len, s.hist);
           else a.k.delta_hist_lo(chunk.models[i]!.byteOffset, b, len, s.bin, s.lo);
         }
       }
@@ -191,14 +204,17 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
       const table = a.scratch;
       const u = a.u32(table, 4 * k);
       const f = a.f32(table, 4 * k);
+      const r = chunk.bf16;
       for (let i = 0; i < k; i++) {
-        u[4 * i] = chunk.models[i]!.byteOffset;
+        u[4 * i] = (r !== undefined ? r.models[i]! : chunk.models[i]!).byteOffset;
         u[4 * i + 1] = ptrs[i]!;
         f[4 * i + 2] = scales[i]!;
         f[4 * i + 3] = o.w[i]!;
       }
       if (o.consensus) {
-        if (k === 3) a.k.ta_consensus3(b.byteOffset, table, +o.normalize, o.lambda, out.byteOffset, len);
+        if (r !== undefined)
+          a.k.ta_consensus3_bf16(r.base.byteOffset, table, +o.normalize, o.lambda, out.byteOffset, len);
+        else if (k === 3) a.k.ta_consensus3(b.byteOffset, table, +o.normalize, o.lambda, out.byteOffset, len);
         else a.k.ta_consensus(b.byteOffset, table, k, +o.normalize, o.lambda, out.byteOffset, len, table + 16 * k);
       } else {
         let divisor = 0;

@@ -143,12 +143,22 @@ export interface StreamChunk {
   readonly start: number;
   readonly models: readonly Float32Array[];
   readonly base: Float32Array | undefined;
+  /**
+   * The same range as raw bfloat16 bits, when every input is bf16 and no rounding applies (views into the wasm
+   * arena; only for streams that set `rawBf16`, and then `models` / `base` may be left undecoded).
+   */
+  readonly bf16?: { readonly models: readonly Uint16Array[]; readonly base: Uint16Array };
 }
 
 /** A merge run as passes over chunks; see {@link MergeMethodSpec.streaming}. */
 export interface StreamingMerge {
   /** Statistic passes before the output pass (0: emit straight away). */
   readonly passes: number;
+  /**
+   * This stream reads `StreamChunk.bf16` whenever it is given, so the engine may skip decoding the float32
+   * `models` / `base` (whose contents are then unspecified, their lengths still right).
+   */
+  readonly rawBf16?: boolean;
   /** See one chunk during statistic pass `pass`; chunks come in index order, covering the tensor once per pass. */
   observe(pass: number, chunk: StreamChunk): void;
   /** Called after each statistic pass. */

@@ -43,6 +43,21 @@ export interface KernelExports {
   delta_hist_lo(x: number, b: number, n: number, bin: number, lo: number): void;
   delta_topk_mask(x: number, b: number, n: number, key: number, left: number, mask: number): number;
   bernoulli(k0: number, k1: number, lo: number, threshold: number, mask: number, n: number): void;
+  ta_consensus3_bf16(b: number, models: number, normalize: number, lambda: number, out: number, n: number): void;
+  delta_hist_hi_bf16(x: number, b: number, n: number, hist: number): void;
+  delta_hist_lo_bf16(x: number, b: number, n: number, bin: number, lo: number): void;
+  delta_topk_mask_bf16(x: number, b: number, n: number, key: number, left: number, mask: number): number;
+  l1_sums3_bf16(
+    x0: number,
+    m0: number,
+    x1: number,
+    m1: number,
+    x2: number,
+    m2: number,
+    b: number,
+    n: number,
+    acc: number,
+  ): void;
   l1_sums3(
     x0: number,
     m0: number,
@@ -126,6 +141,10 @@ export class WasmArena {
 
   u8(p: number, n: number): Uint8Array {
     return new Uint8Array(this.memory.buffer, p, n);
+  }
+
+  u16(p: number, n: number): Uint16Array {
+    return new Uint16Array(this.memory.buffer, p, n);
   }
 
   u32(p: number, n: number): Uint32Array {

@@ -261,6 +261,100 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
       }
     }
   });
+
+  it("streams that read raw bf16 chunks (no decoding) equal the whole-tensor merge of the decoded values", () => {
+    const n = 10007;
+    const runs: [string, ParamValues, ParamValues[]][] = [
+      [
+        "ties",
+        {},
+        [
+          { weight: 0.5, density: 0.5 },
+          { weight: 0.3, density: 0.3 },
+          { weight: 0.7, density: 0.9 },
+        ],
+      ],
+      [
+        "ties",
+        { rescale: true, lambda: 1.5 },
+        [
+          { weight: 0.5, density: 0.5 },
+          { weight: -0.3, density: 0.2 },
+          { weight: 1, density: 1 },
+        ],
+      ],
+      [
+        "dare_ties",
+        {},
+        [
+          { weight: 0.5, density: 0.5 },
+          { weight: 0.3, density: 0.3 },
+          { weight: 0.7, density: 0.9 },
+        ],
+      ],
+    ];
+    for (const [method, params, modelParams] of runs) {
+      for (const rate of [0, 0.01]) {
+        // bf16 inputs: round the special values through bf16, then merge the decoded values whole (the JS path).
+        const toBf16 = (x: Float32Array) => encodeFromF32(x, "BF16", new Uint16Array(x.length));
+        const baseBits = toBf16(specials(n, 3, undefined, rate));
+        const base = decodeToF32("BF16", baseBits, new Float32Array(n));
+        const modelBits = [0, 1, 2].map((i) => toBf16(specials(n, 40 + i, base, rate)));
+        const models = modelBits.map((bits) => decodeToF32("BF16", bits, new Float32Array(n)));
+        const m = getMethod(method);
+        const whole = m.merge({
+          tensorName: "t",
+          params,
+          modelParams,
+          seed: 9,
+          models: models.map((data) => ({ data, shape: [n] })),
+          base: { data: base, shape: [n] },
+        });
+        for (const chunk of [1000, 4096]) {
+          const mark = a.mark();
+          const stream = m.streaming!({
+            tensorName: "t",
+            numel: n,
+            shape: [n],
+            models: 3,
+            hasBase: true,
+            params,
+            modelParams,
+            seed: 9,
+            wasmChunk: chunk,
+          })!;
+          assert.equal(stream.rawBf16, true);
+          const outPtr = a.alloc(chunk * 4);
+          const bitPtrs = [baseBits, ...modelBits].map(() => a.alloc(n * 2));
+          const junk = [0, 1, 2, 3].map(() => a.alloc(chunk * 4)); // undecoded float32 views: never read
+          const bits = bitPtrs.map((p, i) => {
+            const v = a.u16(p, n);
+            v.set([baseBits, ...modelBits][i]!);
+            return v;
+          });
+          const at = (start: number) => {
+            const len = Math.min(n, start + chunk) - start;
+            const f = junk.map((p) => a.f32(p, len).fill(Number.NaN));
+            const views = bits.map((v) => v.subarray(start, start + len));
+            return { start, base: f[0]!, models: f.slice(1), bf16: { base: views[0]!, models: views.slice(1) } };
+          };
+          for (let p = 0; p < stream.passes; p++) {
+            for (let start = 0; start < n; start += chunk) stream.observe(p, at(start));
+            stream.endPass(p);
+          }
+          const got = new Float32Array(n);
+          for (let start = 0; start < n; start += chunk) {
+            const c = at(start);
+            const o = a.f32(outPtr, c.base.length);
+            stream.emit(c, o);
+            got.set(o, start);
+          }
+          bitsEqual(got, whole.data, `${method} bf16 ${JSON.stringify(params)} chunk=${chunk} specials=${rate}`);
+          a.release(mark);
+        }
+      }
+    }
+  });
 });
 
 function runStream(
