@@ -54,7 +54,7 @@ function fullProfile(arch: string): ZooProfile {
   return {
     name: "full",
     base: {
-      steps: vit ? 3000 : 300,
+      steps: vit ? 4000 : 300,
       batchSize: 128,
       optimizer: adamw,
       lr: vit ? 2e-3 : 1e-3,
@@ -65,13 +65,12 @@ function fullProfile(arch: string): ZooProfile {
     probe: { steps: 300, batchSize: 256, optimizer: { name: "adam" }, lr: 5e-3, schedule: "cosine", warmupSteps: 0 },
     probeShots: 10,
     finetune: {
-      steps: vit ? 1000 : 1300,
+      steps: vit ? 1200 : 1300,
       batchSize: 128,
       optimizer: adamw,
       lr: vit ? 1e-3 : 5e-4,
       schedule: "cosine",
       warmupSteps: 50,
-      ...(vit ? { augmentShift: 1 } : {}),
     },
   };
 }
