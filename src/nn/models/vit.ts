@@ -19,6 +19,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { FusionError } from "../../errors.js";
+import { blas } from "../blas.js";
+import { selfAttention } from "./attention.js";
 import {
   checkInput,
   convDefs,
@@ -108,6 +110,18 @@ export function vit(config: Partial<ViTConfig> = {}): Model<ViTConfig> {
   spec.out("P_res", "norm");
   spec.spec.features = "P_res";
 
+  const scale = 1 / Math.sqrt(dh);
+  const sgemm = blas()?.sgemm;
+  /** Attention over qkv [N·T, 3D]: strided sgemm per (sample, head) with native BLAS, else composed tfjs ops. */
+  const attend = (qkv: tf.Tensor, n: number): tf.Tensor => {
+    if (sgemm !== undefined) return selfAttention(qkv, { n, tokens: T, heads, headDim: dh, scale }, sgemm);
+    // [N, T, 3, heads, dh] -> [3, N, heads, T, dh]
+    const parts = tf.unstack(transpose(tf.reshape(qkv, [n, T, 3, heads, dh]), [2, 0, 3, 1, 4]));
+    const [q, k, v] = parts.map((t) => tf.reshape(t, [n * heads, T, dh])) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+    const att = scaledSoftmax(tf.matMul(q, k, false, true), scale);
+    return tf.reshape(transpose(tf.reshape(tf.matMul(att, v), [n, heads, T, dh]), [0, 2, 1, 3]), [n * T, D]);
+  };
+
   return defineModel({
     arch: "vit",
     config: cfg,
@@ -120,7 +134,6 @@ export function vit(config: Partial<ViTConfig> = {}): Model<ViTConfig> {
       return runForward(options, (cap) => {
         const n = x.shape[0]!;
         // [N, gh, p, gw, p, C] -> [N, gh, gw, C, p, p]: each patch flattened in the conv weight's (c, kh, kw) order.
-        // [N, gh, p, gw, p, C] -> [N, gh, gw, C, p, p]: each patch flattened in the conv weight's (c, kh, kw) order.
         const pv = transposeValues(f32(x), [n, gh, p, gw, p, C], [0, 1, 3, 5, 2, 4]);
         if (cap.enabled) cap.add("patch_embed.proj.in", tf.tensor(pv.slice(), [n, P, C * p * p]));
         const wPatch = tf.reshape(get(params, "patch_embed.proj.weight"), [D, C * p * p]);
@@ -130,22 +143,13 @@ export function vit(config: Partial<ViTConfig> = {}): Model<ViTConfig> {
           D,
         ]);
         let h = tf.reshape(tf.add(prependToken(get(params, "cls_token"), emb), get(params, "pos_embed")), [n * T, D]); // [N·T, D]
-        const scale = 1 / Math.sqrt(dh);
         for (let i = 0; i < cfg.depth; i++) {
           const b = `blocks.${i}`;
           const g = (s: string) => get(params, `${b}.${s}`);
           const a = layerNorm(h, g("norm1.weight"), g("norm1.bias"), 1e-6);
           cap.add(`${b}.attn.qkv.in`, a, [n, T, D]);
           const qkv = linear(a, g("attn.qkv.weight"), g("attn.qkv.bias")); // [N·T, 3D]
-          // [N, T, 3, heads, dh] -> [3, N, heads, T, dh]
-          const parts = tf.unstack(transpose(tf.reshape(qkv, [n, T, 3, heads, dh]), [2, 0, 3, 1, 4]));
-          const [q, k, v] = parts.map((t) => tf.reshape(t, [n * heads, T, dh])) as [
-            tf.Tensor3D,
-            tf.Tensor3D,
-            tf.Tensor3D,
-          ];
-          const att = scaledSoftmax(tf.matMul(q, k, false, true), scale);
-          const o = tf.reshape(transpose(tf.reshape(tf.matMul(att, v), [n, heads, T, dh]), [0, 2, 1, 3]), [n * T, D]);
+          const o = attend(qkv, n); // [N·T, D], heads concatenated
           cap.add(`${b}.attn.proj.in`, o, [n, T, D]);
           h = tf.add(h, linear(o, g("attn.proj.weight"), g("attn.proj.bias")));
           const m = layerNorm(h, g("norm2.weight"), g("norm2.bias"), 1e-6);

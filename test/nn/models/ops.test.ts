@@ -25,6 +25,8 @@ import {
   modelFromConfig,
   validatePermutationSpec,
 } from "../../../src/nn/models/index.js";
+import { blas } from "../../../src/nn/blas.js";
+import { selfAttention } from "../../../src/nn/models/attention.js";
 import { initNN } from "../../../src/nn/select.js";
 import { randn } from "../compare.js";
 import { maxAbsDiff } from "./helpers.js";
@@ -112,6 +114,45 @@ describe("fast ops agree with tfjs compositions (values and gradients)", () => {
       [t([4, 5], 16), t([4], 17)],
     );
     xs.dispose();
+  });
+  it("selfAttention (strided sgemm per sample and head) matches composed tfjs attention", (t_) => {
+    const sgemm = blas()?.sgemm;
+    if (sgemm === undefined) {
+      t_.skip("native BLAS (nblas) not installed");
+      return;
+    }
+    const [n, T, heads, dh] = [3, 5, 2, 4];
+    const D = heads * dh;
+    const scale = 1 / Math.sqrt(dh);
+    const composed = (qkv: tf.Tensor) => {
+      const [q, k, v] = tf
+        .unstack(tf.transpose(tf.reshape(qkv, [n, T, 3, heads, dh]), [2, 0, 3, 1, 4]))
+        .map((p) => tf.reshape(p, [n * heads, T, dh])) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+      const att = tf.softmax(tf.mul(tf.matMul(q, k, false, true), scale));
+      return tf.reshape(tf.transpose(tf.reshape(tf.matMul(att, v), [n, heads, T, dh]), [0, 2, 1, 3]), [n * T, D]);
+    };
+    agree(
+      (x) => selfAttention(x!, { n, tokens: T, heads, headDim: dh, scale }, sgemm),
+      composed,
+      [t([n * T, 3 * D], 21)],
+    );
+  });
+  it("pooled outputs of the fast ops do not change values computed earlier in the same tape", () => {
+    // Every fast op draws its output from the fusionkit pool; a buffer recycled too early would corrupt x's gradient.
+    const x = t([4, 6], 22);
+    const w = t([6], 23);
+    const b = t([6], 24);
+    const f = (a: tf.Tensor) => {
+      const h = gelu(layerNorm(a, w, b));
+      tf.dispose(tf.tidy(() => gelu(transpose(h, [1, 0])))); // churn the pool mid-tape
+      return layerNorm(gelu(h), w, b);
+    };
+    const ref = (a: tf.Tensor) => layerNorm(gelu(gelu(layerNorm(a, w, b))), w, b);
+    const proj = t([4, 6], 25);
+    const g1 = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(f(a), proj)) as tf.Scalar)(x);
+    const g2 = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(ref(a), proj)) as tf.Scalar)(x);
+    assert.equal(maxAbsDiff(g1, g2), 0);
+    tf.dispose([x, w, b, proj, g1, g2]);
   });
   it("embedding", () => {
     const ids = Int32Array.from([3, 0, 3, 5, 1]);
