@@ -6,18 +6,52 @@
  * Gradient closures only hold arrays allocated here.
  */
 import * as tf from "@tensorflow/tfjs";
+import { FusionBackend } from "../backend.js";
 
 type GradFn = Parameters<typeof tf.customGrad>[0];
 
+/** The values of t as a Float32Array the caller may keep (on the fusionkit backend, its buffer leaves the pool). */
 export function f32(t: tf.Tensor): Float32Array {
   const v = t.dataSync();
   return v instanceof Float32Array ? v : Float32Array.from(v);
 }
 
+function fusionBackend(): FusionBackend | null {
+  const b = tf.backend();
+  return b instanceof FusionBackend ? b : null;
+}
+
+/**
+ * The values of t for reading during this call only: on the fusionkit backend the stored array itself, which stays
+ * in the pool (a caller that keeps it past the call, or past t's disposal, would see it reused), else f32(t).
+ */
+export function peek(t: tf.Tensor): Float32Array {
+  const be = fusionBackend();
+  if (be !== null && t.dtype === "float32") {
+    const v = be.f32(t);
+    if (v instanceof Float32Array) return v;
+  }
+  return f32(t);
+}
+
+/** An output array of n elements with arbitrary contents, from the fusionkit pool when that backend runs. */
+export function outArray(n: number): Float32Array {
+  return fusionBackend()?.pool.alloc(n) ?? new Float32Array(n);
+}
+
+/** A zero-filled output array of n elements (pooled as outArray). */
+export function outZeros(n: number): Float32Array {
+  return fusionBackend()?.pool.zeros(n) ?? new Float32Array(n);
+}
+
 /** out = x permuted by `perm` (tf.transpose semantics), one pass with incremental offsets. */
-export function transposeValues(x: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
+export function transposeValues(
+  x: Float32Array,
+  shape: readonly number[],
+  perm: readonly number[],
+  out: Float32Array = new Float32Array(x.length),
+): Float32Array {
   const rank = shape.length;
-  const out = new Float32Array(x.length);
   if (x.length === 0) return out;
   const inStrides = new Array<number>(rank);
   let s = 1;
@@ -69,8 +103,9 @@ export function transpose(x: tf.Tensor, perm: number[]): tf.Tensor {
   const run = tf.customGrad(((a: tf.Tensor) => {
     const outShape = perm.map((p) => a.shape[p]!);
     return {
-      value: tf.tensor(transposeValues(f32(a), a.shape, perm), outShape, "float32"),
-      gradFunc: (dy: tf.Tensor) => tf.tensor(transposeValues(f32(dy), dy.shape, inverse), a.shape, "float32"),
+      value: tf.tensor(transposeValues(peek(a), a.shape, perm, outArray(a.size)), outShape, "float32"),
+      gradFunc: (dy: tf.Tensor) =>
+        tf.tensor(transposeValues(peek(dy), dy.shape, inverse, outArray(dy.size)), a.shape, "float32"),
     };
   }) as unknown as GradFn);
   return run(x);
@@ -81,12 +116,12 @@ export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps 
   const run = tf.customGrad(((a: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => {
     const C = a.shape[a.rank - 1]!;
     const M = a.size / C;
-    const xv = f32(a);
-    const wv = f32(w);
-    const bv = f32(b);
+    const xv = peek(a);
+    const wv = f32(w); // kept for the gradient
+    const bv = peek(b);
     const xhat = new Float32Array(a.size);
     const rstd = new Float32Array(M);
-    const y = new Float32Array(a.size);
+    const y = outArray(a.size);
     for (let r = 0; r < M; r++) {
       const o = r * C;
       let mean = 0;
@@ -108,8 +143,8 @@ export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps 
     return {
       value: tf.tensor(y, a.shape, "float32"),
       gradFunc: (dy: tf.Tensor) => {
-        const g = f32(dy);
-        const dx = new Float32Array(a.size);
+        const g = peek(dy);
+        const dx = outArray(a.size);
         const dw = new Float32Array(C);
         const db = new Float32Array(C);
         for (let r = 0; r < M; r++) {
@@ -221,9 +256,9 @@ const GELU_A = 0.044715;
 /** GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))). */
 export function gelu(x: tf.Tensor): tf.Tensor {
   const run = tf.customGrad(((a: tf.Tensor) => {
-    const xv = f32(a);
-    const y = new Float32Array(a.size);
-    const dydx = new Float32Array(a.size);
+    const xv = peek(a);
+    const y = outArray(a.size);
+    const dydx = new Float32Array(a.size); // kept for the gradient
     for (let i = 0; i < xv.length; i++) {
       const v = xv[i]!;
       const v2 = v * v;
@@ -234,8 +269,8 @@ export function gelu(x: tf.Tensor): tf.Tensor {
     return {
       value: tf.tensor(y, a.shape, "float32"),
       gradFunc: (dy: tf.Tensor) => {
-        const g = f32(dy);
-        const dx = new Float32Array(a.size);
+        const g = peek(dy);
+        const dx = outArray(a.size);
         for (let i = 0; i < dx.length; i++) dx[i] = g[i]! * dydx[i]!;
         return tf.tensor(dx, a.shape, "float32");
       },
@@ -248,9 +283,9 @@ export function gelu(x: tf.Tensor): tf.Tensor {
 export function prependToken(token: tf.Tensor, x: tf.Tensor): tf.Tensor {
   const run = tf.customGrad(((t: tf.Tensor, a: tf.Tensor) => {
     const [N, P, D] = a.shape as [number, number, number];
-    const tv = f32(t);
-    const av = f32(a);
-    const out = new Float32Array(N * (P + 1) * D);
+    const tv = peek(t);
+    const av = peek(a);
+    const out = outArray(N * (P + 1) * D);
     for (let n = 0; n < N; n++) {
       out.set(tv, n * (P + 1) * D);
       out.set(av.subarray(n * P * D, (n + 1) * P * D), (n * (P + 1) + 1) * D);
@@ -258,9 +293,9 @@ export function prependToken(token: tf.Tensor, x: tf.Tensor): tf.Tensor {
     return {
       value: tf.tensor(out, [N, P + 1, D], "float32"),
       gradFunc: (dy: tf.Tensor) => {
-        const g = f32(dy);
+        const g = peek(dy);
         const dt = new Float32Array(D);
-        const da = new Float32Array(N * P * D);
+        const da = outArray(N * P * D);
         for (let n = 0; n < N; n++) {
           const o = n * (P + 1) * D;
           for (let d = 0; d < D; d++) dt[d]! += g[o + d]!;
@@ -304,8 +339,8 @@ export function scaledSoftmax(x: tf.Tensor, scale: number): tf.Tensor {
   const run = tf.customGrad(((a: tf.Tensor) => {
     const C = a.shape[a.rank - 1]!;
     const M = a.size / C;
-    const xv = f32(a);
-    const y = new Float32Array(a.size);
+    const xv = peek(a);
+    const y = outArray(a.size);
     for (let r = 0; r < M; r++) {
       const o = r * C;
       let mx = -Infinity;
@@ -323,8 +358,8 @@ export function scaledSoftmax(x: tf.Tensor, scale: number): tf.Tensor {
     return {
       value: tf.tensor(y, a.shape, "float32"),
       gradFunc: (dy: tf.Tensor) => {
-        const g = f32(dy);
-        const dx = new Float32Array(a.size);
+        const g = peek(dy);
+        const dx = outArray(a.size);
         for (let r = 0; r < M; r++) {
           const o = r * C;
           let dot = 0;
@@ -342,14 +377,14 @@ export function scaledSoftmax(x: tf.Tensor, scale: number): tf.Tensor {
 export function firstToken(x: tf.Tensor): tf.Tensor {
   const run = tf.customGrad(((a: tf.Tensor) => {
     const [N, T, D] = a.shape as [number, number, number];
-    const av = f32(a);
-    const out = new Float32Array(N * D);
+    const av = peek(a);
+    const out = outArray(N * D);
     for (let n = 0; n < N; n++) out.set(av.subarray(n * T * D, n * T * D + D), n * D);
     return {
       value: tf.tensor(out, [N, D], "float32"),
       gradFunc: (dy: tf.Tensor) => {
-        const g = f32(dy);
-        const dx = new Float32Array(a.size);
+        const g = peek(dy);
+        const dx = outZeros(a.size);
         for (let n = 0; n < N; n++) dx.set(g.subarray(n * D, (n + 1) * D), n * T * D);
         return tf.tensor(dx, a.shape, "float32");
       },
