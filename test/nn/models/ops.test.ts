@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import { FusionError } from "../../../src/errors.js";
+import { blas } from "../../../src/nn/blas.js";
+import { selfAttention } from "../../../src/nn/models/attention.js";
 import {
   batchNormTrain,
   constLinear,
@@ -25,8 +27,6 @@ import {
   modelFromConfig,
   validatePermutationSpec,
 } from "../../../src/nn/models/index.js";
-import { blas } from "../../../src/nn/blas.js";
-import { selfAttention } from "../../../src/nn/models/attention.js";
 import { initNN } from "../../../src/nn/select.js";
 import { randn } from "../compare.js";
 import { maxAbsDiff } from "./helpers.js";
@@ -131,11 +131,9 @@ describe("fast ops agree with tfjs compositions (values and gradients)", () => {
       const att = tf.softmax(tf.mul(tf.matMul(q, k, false, true), scale));
       return tf.reshape(tf.transpose(tf.reshape(tf.matMul(att, v), [n, heads, T, dh]), [0, 2, 1, 3]), [n * T, D]);
     };
-    agree(
-      (x) => selfAttention(x!, { n, tokens: T, heads, headDim: dh, scale }, sgemm),
-      composed,
-      [t([n * T, 3 * D], 21)],
-    );
+    agree((x) => selfAttention(x!, { n, tokens: T, heads, headDim: dh, scale }, sgemm), composed, [
+      t([n * T, 3 * D], 21),
+    ]);
   });
   it("pooled outputs of the fast ops do not change values computed earlier in the same tape", () => {
     // Every fast op draws its output from the fusionkit pool; a buffer recycled too early would corrupt x's gradient.
