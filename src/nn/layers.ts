@@ -13,7 +13,8 @@ type CustomGradientFunc = Parameters<typeof tf.customGrad>[0];
 
 export type Activation = "linear" | "relu" | "relu6" | "elu" | "sigmoid" | "leakyrelu";
 
-function recording(): boolean {
+/** Whether a gradient tape is recording (inside tf.grad / valueAndGrads / minimize). */
+export function recording(): boolean {
   return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
 }
 

@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { NO_TRANS, type Sgemm, TRANS } from "../blas.js";
-import { outArray, peek } from "./fast-ops.js";
+import { outArray, peek, type SaveFn } from "./fast-ops.js";
 
 type GradFn = Parameters<typeof tf.customGrad>[0];
 
@@ -31,10 +31,9 @@ export function selfAttention(qkv: tf.Tensor, s: AttentionShape, sgemm: Sgemm): 
   const D = heads * dh;
   const row = 3 * D;
   if (qkv.size !== n * T * row) throw new Error(`selfAttention: qkv has ${qkv.size} values, expected ${n}·${T}·${row}`);
-  const run = tf.customGrad(((x: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
-    save([x]); // tfjs keeps x alive until the gradient has run
+  const run = tf.customGrad(((x: tf.Tensor, save: SaveFn) => {
     const qv = peek(x);
-    const probs = new Float32Array(n * heads * T * T); // saved for the gradient
+    const probs = outArray(n * heads * T * T);
     const out = outArray(n * T * D); // every element written by a beta = 0 product
     for (let b = 0; b < n; b++) {
       for (let h = 0; h < heads; h++) {
@@ -61,10 +60,12 @@ export function selfAttention(qkv: tf.Tensor, s: AttentionShape, sgemm: Sgemm): 
         );
       }
     }
+    save([x, tf.tensor(probs, [n * heads, T, T], "float32")]); // tfjs keeps both until the gradient has run
     return {
       value: tf.tensor(out, [n * T, D], "float32"),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const qv = peek(saved[0]!);
+        const probs = peek(saved[1]!);
         const g = peek(dy);
         const dx = outArray(n * T * row); // every element written by a beta = 0 product
         const dz = new Float32Array(T * T);

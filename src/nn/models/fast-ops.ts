@@ -7,6 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { FusionBackend } from "../backend.js";
+import { recording } from "../layers.js";
 
 type GradFn = Parameters<typeof tf.customGrad>[0];
 
@@ -42,6 +43,18 @@ export function outArray(n: number): Float32Array {
 /** A zero-filled output array of n elements (pooled as outArray). */
 export function outZeros(n: number): Float32Array {
   return fusionBackend()?.pool.zeros(n) ?? new Float32Array(n);
+}
+
+/** The `save` argument tfjs passes a customGrad function. */
+export type SaveFn = (tensors: tf.Tensor[]) => void;
+
+/**
+ * Keeps arrays (from outArray) that a gradient will read as tensors through tfjs's `save`: tfjs holds them until the
+ * backward pass has run and then disposes them, which returns pooled buffers to the pool; without a tape they are
+ * disposed at once. The gradient must read them from its `saved` argument (with peek), never from the closure.
+ */
+export function saveArrays(save: SaveFn, arrays: Float32Array[], shape: number[]): void {
+  save(arrays.map((a) => tf.tensor(a, shape, "float32")));
 }
 
 /** out = x permuted by `perm` (tf.transpose semantics), one pass with incremental offsets. */
@@ -112,37 +125,60 @@ export function transpose(x: tf.Tensor, perm: number[]): tf.Tensor {
 }
 
 /** LayerNorm over the last axis of x (any rank), eps inside the square root; weight and bias [C]. */
+/**
+ * y = LayerNorm rows of xv (C wide) with weight wv and bias bv; also the normalised values and 1/std per row when
+ * xhat and rstd are given (what the gradient reads).
+ */
+function layerNormRows(
+  xv: Float32Array,
+  wv: Float32Array,
+  bv: Float32Array,
+  C: number,
+  eps: number,
+  y: Float32Array,
+  xhat?: Float32Array,
+  rstd?: Float32Array,
+): void {
+  const M = xv.length / C;
+  for (let r = 0; r < M; r++) {
+    const o = r * C;
+    let mean = 0;
+    for (let c = 0; c < C; c++) mean += xv[o + c]!;
+    mean /= C;
+    let v = 0;
+    for (let c = 0; c < C; c++) {
+      const d = xv[o + c]! - mean;
+      v += d * d;
+    }
+    const rs = 1 / Math.sqrt(v / C + eps);
+    if (rstd !== undefined) rstd[r] = rs;
+    for (let c = 0; c < C; c++) {
+      const h = (xv[o + c]! - mean) * rs;
+      if (xhat !== undefined) xhat[o + c] = h;
+      y[o + c] = h * wv[c]! + bv[c]!;
+    }
+  }
+}
+
 export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps = 1e-5): tf.Tensor {
-  const run = tf.customGrad(((a: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => {
-    const C = a.shape[a.rank - 1]!;
+  const C = x.shape[x.rank - 1]!;
+  if (!recording()) {
+    const y = outArray(x.size);
+    layerNormRows(peek(x), peek(weight), peek(bias), C, eps, y);
+    return tf.tensor(y, x.shape, "float32");
+  }
+  const run = tf.customGrad(((a: tf.Tensor, w: tf.Tensor, b: tf.Tensor, save: SaveFn) => {
     const M = a.size / C;
-    const xv = peek(a);
     const wv = f32(w); // kept for the gradient
-    const bv = peek(b);
-    const xhat = new Float32Array(a.size);
+    const xhatOut = outArray(a.size);
     const rstd = new Float32Array(M);
     const y = outArray(a.size);
-    for (let r = 0; r < M; r++) {
-      const o = r * C;
-      let mean = 0;
-      for (let c = 0; c < C; c++) mean += xv[o + c]!;
-      mean /= C;
-      let v = 0;
-      for (let c = 0; c < C; c++) {
-        const d = xv[o + c]! - mean;
-        v += d * d;
-      }
-      const rs = 1 / Math.sqrt(v / C + eps);
-      rstd[r] = rs;
-      for (let c = 0; c < C; c++) {
-        const h = (xv[o + c]! - mean) * rs;
-        xhat[o + c] = h;
-        y[o + c] = h * wv[c]! + bv[c]!;
-      }
-    }
+    layerNormRows(peek(a), wv, peek(b), C, eps, y, xhatOut, rstd);
+    saveArrays(save, [xhatOut], a.shape);
     return {
       value: tf.tensor(y, a.shape, "float32"),
-      gradFunc: (dy: tf.Tensor) => {
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const xhat = peek(saved[0]!);
         const g = peek(dy);
         const dx = outArray(a.size);
         const dw = new Float32Array(C);
@@ -255,10 +291,21 @@ const GELU_A = 0.044715;
 
 /** GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))). */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  const run = tf.customGrad(((a: tf.Tensor) => {
+  if (!recording()) {
+    // No tape: the values only, without the derivative the gradient would read.
+    const xv = peek(x);
+    const y = outArray(x.size);
+    for (let i = 0; i < xv.length; i++) {
+      const v = xv[i]!;
+      const t = 1 - 2 / (Math.exp(2 * GELU_C * v * (1 + GELU_A * v * v)) + 1);
+      y[i] = 0.5 * v * (1 + t);
+    }
+    return tf.tensor(y, x.shape, "float32");
+  }
+  const run = tf.customGrad(((a: tf.Tensor, save: SaveFn) => {
     const xv = peek(a);
     const y = outArray(a.size);
-    const dydx = new Float32Array(a.size); // kept for the gradient
+    const dydx = outArray(a.size);
     for (let i = 0; i < xv.length; i++) {
       const v = xv[i]!;
       const v2 = v * v;
@@ -266,9 +313,11 @@ export function gelu(x: tf.Tensor): tf.Tensor {
       y[i] = 0.5 * v * (1 + t);
       dydx[i] = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * GELU_C * (1 + 3 * GELU_A * v2);
     }
+    saveArrays(save, [dydx], a.shape);
     return {
       value: tf.tensor(y, a.shape, "float32"),
-      gradFunc: (dy: tf.Tensor) => {
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const dydx = peek(saved[0]!);
         const g = peek(dy);
         const dx = outArray(a.size);
         for (let i = 0; i < dx.length; i++) dx[i] = g[i]! * dydx[i]!;

@@ -5,14 +5,10 @@
  * src/nn/layers.ts grows a faster one).
  */
 import * as tf from "@tensorflow/tfjs";
-import { conv2d as fastConv2d } from "../layers.js";
+import { conv2d as fastConv2d, recording } from "../layers.js";
 import { batchNormTrain, transpose } from "./fast-ops.js";
 
 export { gelu, layerNorm, prependToken, spatialMean, transpose } from "./fast-ops.js";
-
-export function recording(): boolean {
-  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
-}
 
 /** x [M, in] · W[out, in]ᵀ + b, then ReLU when asked (fused into the GEMM when no tape is recording). */
 export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor, activation: "linear" | "relu" = "linear"): tf.Tensor {
