@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { NO_TRANS, type Sgemm, TRANS } from "../blas.js";
-import { outArray, peek, type SaveFn } from "./fast-ops.js";
+import { outArray, peek, type SaveFn, softmaxGradRows, softmaxRows } from "./fast-ops.js";
 
 type GradFn = Parameters<typeof tf.customGrad>[0];
 
@@ -42,7 +42,7 @@ export function selfAttention(qkv: tf.Tensor, s: AttentionShape, sgemm: Sgemm): 
         const p = probs.subarray(po, po + T * T);
         // Z = scale · Q Kᵀ, then softmax per row, then O = P V into this head's output columns.
         sgemm(NO_TRANS, TRANS, T, T, dh, scale, qv.subarray(qo), row, qv.subarray(qo + D), row, 0, p, T);
-        softmaxRows(p, T);
+        softmaxRows(p, p, T, 1);
         sgemm(
           NO_TRANS,
           NO_TRANS,
@@ -78,7 +78,7 @@ export function selfAttention(qkv: tf.Tensor, s: AttentionShape, sgemm: Sgemm): 
             // dP = dO Vᵀ;  dV = Pᵀ dO;  dZ = scale · P ∘ (dP − rowsum(P ∘ dP));  dQ = dZ K;  dK = dZᵀ Q
             sgemm(NO_TRANS, TRANS, T, T, dh, 1, go, D, qv.subarray(qo + 2 * D), row, 0, dz, T);
             sgemm(TRANS, NO_TRANS, T, dh, T, 1, p, T, go, D, 0, dx.subarray(qo + 2 * D), row);
-            softmaxBackwardRows(p, dz, T, scale);
+            softmaxGradRows(p, dz, dz, T, scale);
             sgemm(NO_TRANS, NO_TRANS, T, dh, T, 1, dz, T, qv.subarray(qo + D), row, 0, dx.subarray(qo), row);
             sgemm(TRANS, NO_TRANS, T, dh, T, 1, dz, T, qv.subarray(qo), row, 0, dx.subarray(qo + D), row);
           }
@@ -88,31 +88,4 @@ export function selfAttention(qkv: tf.Tensor, s: AttentionShape, sgemm: Sgemm): 
     };
   }) as unknown as GradFn);
   return run(qkv);
-}
-
-/** Softmax of each row of the T x T block z, in place. */
-function softmaxRows(z: Float32Array, T: number): void {
-  for (let t = 0; t < T; t++) {
-    const r = t * T;
-    let mx = -Infinity;
-    for (let u = 0; u < T; u++) mx = Math.max(mx, z[r + u]!);
-    let sum = 0;
-    for (let u = 0; u < T; u++) {
-      const e = Math.exp(z[r + u]! - mx);
-      z[r + u] = e;
-      sum += e;
-    }
-    const inv = 1 / sum;
-    for (let u = 0; u < T; u++) z[r + u]! *= inv;
-  }
-}
-
-/** dp (the gradient of the probabilities p) becomes the gradient of the logits before `scale`, in place. */
-function softmaxBackwardRows(p: Float32Array, dp: Float32Array, T: number, scale: number): void {
-  for (let t = 0; t < T; t++) {
-    const r = t * T;
-    let dot = 0;
-    for (let u = 0; u < T; u++) dot += p[r + u]! * dp[r + u]!;
-    for (let u = 0; u < T; u++) dp[r + u] = scale * p[r + u]! * (dp[r + u]! - dot);
-  }
 }

@@ -383,38 +383,48 @@ export function spatialMean(x: tf.Tensor): tf.Tensor {
   return run(x);
 }
 
+/** y = softmax(scale · x) of each C-wide row of x (y may be x). */
+export function softmaxRows(x: Float32Array, y: Float32Array, C: number, scale: number): void {
+  const M = x.length / C;
+  for (let r = 0; r < M; r++) {
+    const o = r * C;
+    let mx = -Infinity;
+    for (let c = 0; c < C; c++) mx = Math.max(mx, x[o + c]!);
+    let sum = 0;
+    for (let c = 0; c < C; c++) {
+      const e = Math.exp(scale * (x[o + c]! - mx));
+      y[o + c] = e;
+      sum += e;
+    }
+    const inv = 1 / sum;
+    for (let c = 0; c < C; c++) y[o + c]! *= inv;
+  }
+}
+
+/** dx = the gradient of softmax(scale · x) from the probabilities p and their gradient g, per C-wide row (dx may be g). */
+export function softmaxGradRows(p: Float32Array, g: Float32Array, dx: Float32Array, C: number, scale: number): void {
+  const M = p.length / C;
+  for (let r = 0; r < M; r++) {
+    const o = r * C;
+    let dot = 0;
+    for (let c = 0; c < C; c++) dot += g[o + c]! * p[o + c]!;
+    for (let c = 0; c < C; c++) dx[o + c] = scale * p[o + c]! * (g[o + c]! - dot);
+  }
+}
+
 /** softmax(scale · x) over the last axis. */
 export function scaledSoftmax(x: tf.Tensor, scale: number): tf.Tensor {
-  const run = tf.customGrad(((a: tf.Tensor) => {
+  const run = tf.customGrad(((a: tf.Tensor, save: SaveFn) => {
     const C = a.shape[a.rank - 1]!;
-    const M = a.size / C;
-    const xv = peek(a);
     const y = outArray(a.size);
-    for (let r = 0; r < M; r++) {
-      const o = r * C;
-      let mx = -Infinity;
-      for (let c = 0; c < C; c++) mx = Math.max(mx, xv[o + c]!);
-      let sum = 0;
-      for (let c = 0; c < C; c++) {
-        const e = Math.exp(scale * (xv[o + c]! - mx));
-        y[o + c] = e;
-        sum += e;
-      }
-      const inv = 1 / sum;
-      for (let c = 0; c < C; c++) y[o + c]! *= inv;
-    }
-    const saved = y.slice();
+    softmaxRows(peek(a), y, C, scale);
+    const value = tf.tensor(y, a.shape, "float32");
+    save([value]); // the probabilities, for the gradient
     return {
-      value: tf.tensor(y, a.shape, "float32"),
-      gradFunc: (dy: tf.Tensor) => {
-        const g = peek(dy);
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const dx = outArray(a.size);
-        for (let r = 0; r < M; r++) {
-          const o = r * C;
-          let dot = 0;
-          for (let c = 0; c < C; c++) dot += g[o + c]! * saved[o + c]!;
-          for (let c = 0; c < C; c++) dx[o + c] = scale * saved[o + c]! * (g[o + c]! - dot);
-        }
+        softmaxGradRows(peek(saved[0]!), peek(dy), dx, C, scale);
         return tf.tensor(dx, a.shape, "float32");
       },
     };
