@@ -7,6 +7,9 @@
  * - `MaxPoolGrad`: its result disagrees with tfjs cpu; recomputed in JS over the wasm heap (first maximum).
  * - `Conv2DBackpropInput` for stride 1: a forward Conv2D (XNNPACK) of dy with the flipped filter (wasm's own
  *   backprop-input kernel is a plain loop, ~10x slower); other strides keep wasm's kernel.
+ * - `_FusedMatMul` / `FusedConv2D` biases: wasm checks the rank of the shape stored with the data, which a reshape
+ *   leaves as it was (tf.gather's output, for one, keeps the 4-d shape of its internal form), so a rank-1 bias whose
+ *   stored shape is not rank 1 is copied to a fresh buffer first.
  */
 import * as tf from "@tensorflow/tfjs";
 import { flippedConv } from "./kernels/conv.js";
@@ -15,6 +18,7 @@ import { maxPositions } from "./kernels/pooling.js";
 type Info = tf.TensorInfo;
 
 interface WasmLike {
+  dataIdMap: { get(dataId: tf.DataId): { shape: number[] } | undefined };
   disposeData(dataId: tf.DataId): boolean;
   makeOutput(shape: number[], dtype: tf.DataType): Info;
   typedArrayFromHeap(t: Info): Float32Array;
@@ -38,6 +42,17 @@ export function registerWasmKernels(): void {
     const base = original.get(name);
     if (base !== undefined) tf.unregisterKernel(name, "wasm");
     tf.registerKernel({ ...(base ?? {}), kernelName: name, backendName: "wasm", kernelFunc });
+  };
+
+  /**
+   * The bias as wasm's fused kernels accept it: `bias` itself when its stored shape is rank 1, else a copy with a
+   * rank-1 shape (the caller disposes it when it differs).
+   */
+  const rankOneBias = (be: WasmLike, bias: Info): Info => {
+    if (bias.shape.length !== 1 || be.dataIdMap.get(bias.dataId)?.shape.length === 1) return bias;
+    const copy = be.makeOutput([...bias.shape], bias.dtype);
+    be.typedArrayFromHeap(copy).set(be.typedArrayFromHeap(bias));
+    return copy;
   };
 
   /** Runs `name` on explicitly transposed operands; returns the output and the temporaries to dispose. */
@@ -81,14 +96,19 @@ export function registerWasmKernels(): void {
     const rowBias = bias === undefined || bias.shape.length === 1;
     if (rowBias || preluActivationWeights !== undefined) {
       const extra: Record<string, Info> = {};
-      if (bias !== undefined) extra.bias = bias;
+      const b1 = bias === undefined ? undefined : rankOneBias(be, bias);
+      if (b1 !== undefined) extra.bias = b1;
       if (preluActivationWeights !== undefined) extra.preluActivationWeights = preluActivationWeights;
-      return untransposed("_FusedMatMul", args, extra);
+      const out = untransposed("_FusedMatMul", args, extra);
+      if (b1 !== bias) be.disposeData(b1!.dataId);
+      return out;
     }
     // wasm only takes a rank-1 bias: a row bias is reshaped, anything else is added after the product
     if (bias.shape.reduce((p, d) => p * d, 1) === n && bias.shape.at(-1) === n) {
       const flat = call("Reshape", be, { x: bias }, { shape: [n] });
-      const out = untransposed("_FusedMatMul", args, { bias: flat });
+      const b1 = rankOneBias(be, flat);
+      const out = untransposed("_FusedMatMul", args, { bias: b1 });
+      if (b1 !== flat) be.disposeData(b1.dataId);
       be.disposeData(flat.dataId);
       return out;
     }
@@ -99,6 +119,16 @@ export function registerWasmKernels(): void {
     if (kernel === undefined) return sum;
     const out = call(kernel, be, { x: sum }, { alpha: leakyreluAlpha ?? 0.2 });
     be.disposeData(sum.dataId);
+    return out;
+  });
+
+  override("FusedConv2D", (args) => {
+    const be = args.backend as WasmLike;
+    const { bias } = args.inputs as { bias?: Info };
+    const b1 = bias === undefined ? undefined : rankOneBias(be, bias);
+    if (b1 === bias) return call("FusedConv2D", be, args.inputs as Record<string, Info>, args.attrs);
+    const out = call("FusedConv2D", be, { ...(args.inputs as Record<string, Info>), bias: b1! }, args.attrs);
+    be.disposeData(b1!.dataId);
     return out;
   });
 

@@ -139,6 +139,14 @@ describe("FusedConv2D", () => {
       );
     });
   }
+  it("with a bias made by gather (wasm stores it with a stale 4-d shape)", async () => {
+    await agrees("fused conv gathered bias", () => {
+      const x = tf.tensor(randn(2 * 6 * 6 * 3, 31), [2, 6, 6, 3]) as tf.Tensor4D;
+      const w = tf.tensor(randn(3 * 3 * 3 * 4, 32), [3, 3, 3, 4]) as tf.Tensor4D;
+      const bias = tf.gather(tf.tensor(randn(4, 33), [4]), tf.tensor1d([3, 1, 0, 2], "int32"));
+      return [tf.fused.conv2d({ x, filter: w, strides: 1, pad: "same", bias, activation: "relu" })];
+    });
+  });
   it("dilated, with bias", async () => {
     const c = DILATED[1];
     await agrees("fused dilated", () =>

@@ -78,6 +78,21 @@ describe("_FusedMatMul", () => {
       ),
     );
   });
+  it("a bias made by gather (wasm stores it with a stale 4-d shape) and by reshape", async () => {
+    const perm = [2, 0, 1];
+    await agrees("fused gathered bias", () => {
+      const a = tf.tensor(randn(4 * 5, 5), [4, 5]);
+      const b = tf.tensor(randn(5 * 3, 6), [5, 3]);
+      const bias = tf.tensor(randn(3, 7), [3]);
+      const gathered = tf.gather(bias, tf.tensor1d(perm, "int32"));
+      const reshaped = tf.reshape(tf.tensor(randn(3, 8), [1, 3]), [3]);
+      return [
+        tf.fused.matMul({ a, b, bias: gathered, activation: "relu" }),
+        tf.fused.matMul({ a, b, bias: reshaped }),
+        tf.fused.matMul({ a, b, bias: tf.reshape(gathered, [1, 3]) }),
+      ];
+    });
+  });
   it("a bias with one value per row falls back and still agrees", async () => {
     await agrees("fused column bias", () =>
       withGrads(
