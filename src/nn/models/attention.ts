@@ -5,6 +5,7 @@
  * q, k and v in place from the qkv rows and writes the heads straight into their concatenated output columns.
  */
 import * as tf from "@tensorflow/tfjs";
+import { FusionError } from "../../errors.js";
 import { NO_TRANS, type Sgemm, TRANS } from "../blas.js";
 import { outArray, peek, type SaveFn, softmaxGradRows, softmaxRows } from "./fast-ops.js";
 
@@ -30,7 +31,12 @@ export function selfAttention(qkv: tf.Tensor, s: AttentionShape, sgemm: Sgemm): 
   const { n, tokens: T, heads, headDim: dh, scale } = s;
   const D = heads * dh;
   const row = 3 * D;
-  if (qkv.size !== n * T * row) throw new Error(`selfAttention: qkv has ${qkv.size} values, expected ${n}·${T}·${row}`);
+  if (qkv.size !== n * T * row)
+    throw new FusionError(
+      "SHAPE_MISMATCH",
+      `attention: qkv has ${qkv.size} values, expected ${n} x ${T} tokens x ${row} (3 x ${heads} heads x ${dh})`,
+      { tensor: "qkv" },
+    );
   const run = tf.customGrad(((x: tf.Tensor, save: SaveFn) => {
     const qv = peek(x);
     const probs = outArray(n * heads * T * T);

@@ -134,6 +134,12 @@ describe("fast ops agree with tfjs compositions (values and gradients)", () => {
     agree((x) => selfAttention(x!, { n, tokens: T, heads, headDim: dh, scale }, sgemm), composed, [
       t([n * T, 3 * D], 21),
     ]);
+    const wrong = t([n * T, 2 * D], 26);
+    assert.throws(
+      () => selfAttention(wrong, { n, tokens: T, heads, headDim: dh, scale }, sgemm),
+      (e: unknown) => e instanceof FusionError && e.code === "SHAPE_MISMATCH" && /qkv has 240 values/.test(e.message),
+    );
+    wrong.dispose();
   });
   it("pooled outputs of the fast ops do not change values computed earlier in the same tape", () => {
     // Every fast op draws its output from the fusionkit pool; a buffer recycled too early would corrupt x's gradient.
