@@ -4,7 +4,9 @@
 // medians and ratios to PyTorch.
 // tfjs's cpu backend needs ~4 minutes for one CNN training step (240 s measured), so that cell is skipped unless
 // --cpu-cnn-train is given.
-//   npm run bench:nn -- [--backends fusionkit,wasm,cpu] [--reps 20] [--cpu-cnn-train] [--json]
+// The host's speed drifts between phases (~1.4x apart on the development VMs, PyTorch alike), so --rounds N runs every
+// backend and PyTorch N times, interleaved, and keeps each cell's fastest median: a ratio then compares like phases.
+//   npm run bench:nn -- [--backends fusionkit,wasm,cpu] [--reps 20] [--rounds 1] [--cpu-cnn-train] [--json]
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
@@ -91,18 +93,40 @@ function runTorch(reps: number): { timings?: Record<"mlp" | "cnn", { train: numb
   return { timings: parsed, note: `PyTorch ${parsed.torch}, 2 threads` };
 }
 
+type Cells = Record<"mlp" | "cnn", { train: number; forward: number }>;
+
+/** Cell by cell, the smaller of two rounds' medians (a failed or missing round gives way to the other). */
+function fastest<C extends Cells>(a: C | string | undefined, b: C | string | undefined): C | string | undefined {
+  if (a === undefined || typeof a === "string") return b ?? a;
+  if (b === undefined || typeof b === "string") return a;
+  // a cell that did not run is NaN in the worker, null once through JSON
+  const ran = (x: number | null) => typeof x === "number" && !Number.isNaN(x);
+  const pick = (x: number, y: number) => (!ran(x) ? y : !ran(y) ? x : Math.min(x, y));
+  const out = structuredClone(a);
+  for (const m of ["mlp", "cnn"] as const)
+    for (const ph of ["train", "forward"] as const) out[m][ph] = pick(a[m][ph], b[m][ph]);
+  return out;
+}
+
 async function main(): Promise<void> {
   const reps = Number(opt("reps") ?? 20);
   const w = opt("worker");
   if (w !== undefined) return worker(w as NNBackendName, reps);
   const backends = (opt("backends") ?? "fusionkit,wasm,cpu").split(",") as NNBackendName[];
+  const rounds = Math.max(1, Number(opt("rounds") ?? 1) || 1);
   const results = new Map<string, Timings | string>();
-  for (const b of backends) {
-    process.stderr.write(`# ${b}...\n`);
-    results.set(b, runWorker(b, reps));
+  let torch: ReturnType<typeof runTorch> = { note: "" };
+  for (let round = 1; round <= rounds; round++) {
+    const tag = rounds > 1 ? ` (round ${round}/${rounds})` : "";
+    for (const b of backends) {
+      process.stderr.write(`# ${b}${tag}...\n`);
+      results.set(b, fastest(results.get(b), runWorker(b, reps)) as Timings | string);
+    }
+    process.stderr.write(`# pytorch${tag}...\n`);
+    const t = runTorch(reps);
+    const timings = fastest(torch.timings, t.timings);
+    torch = { note: t.note, timings: typeof timings === "string" ? undefined : timings };
   }
-  process.stderr.write("# pytorch...\n");
-  const torch = runTorch(reps);
   if (args.includes("--json")) {
     process.stdout.write(`${JSON.stringify({ backends: Object.fromEntries(results), torch }, null, 2)}\n`);
     return;
@@ -129,7 +153,8 @@ async function main(): Promise<void> {
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
-  console.log(`batch 128, medians of up to ${reps} runs (fewer where slow: 10 s budget on cpu); ${torch.note}`);
+  const best = rounds > 1 ? `, the fastest of ${rounds} interleaved rounds` : "";
+  console.log(`batch 128, medians of up to ${reps} runs (fewer where slow: 10 s budget on cpu)${best}; ${torch.note}`);
   console.log(fmt(header));
   for (const r of rows) console.log(fmt(r));
   for (const [b, r] of results) if (typeof r === "string") console.log(`${b}: ${r}`);
