@@ -733,3 +733,26 @@ export function l1_sums3(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, 
 export function l1_sums3_bf16(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, m2: usize, b: usize, n: i32, acc: usize): void {
   l1_sums3_impl<u16>(x0, m0, x1, m1, x2, m2, b, n, acc);
 }
+
+// ---- neural-network epilogues (src/nn/kernels/conv.ts) ----
+
+/**
+ * In place over `len` floats at p (rows of n, len a multiple of n): p[r n + j] = max(p[r n + j] + bias[j], 0), the
+ * bias and ReLU after a convolution's GEMM. float32 add as in JS; NaN stays NaN; a negative sum gives +0 (JS's
+ * branch-free form gave -0).
+ */
+export function bias_relu(p: usize, bias: usize, n: i32, len: i32): void {
+  const zero = f32x4.splat(0);
+  for (let r = 0; r < len; r += n) {
+    const row = p + (<usize>r << 2);
+    let j = 0;
+    for (; j + 4 <= n; j += 4) {
+      const o = <usize>j << 2;
+      v128.store(row + o, f32x4.max(f32x4.add(v128.load(row + o), v128.load(bias + o)), zero));
+    }
+    for (; j < n; j++) {
+      const o = <usize>j << 2;
+      store<f32>(row + o, max<f32>(load<f32>(row + o) + load<f32>(bias + o), 0));
+    }
+  }
+}
