@@ -7,7 +7,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { wasmArena } from "../../wasm/arena.js";
+import { type WasmArena, wasmArena } from "../../wasm/arena.js";
 import { asFusion, FUSION_BACKEND, type FusionBackend } from "../backend.js";
 import { NO_TRANS, type Sgemm, TRANS } from "../blas.js";
 import { applyActivation, FUSED_ACTIVATIONS } from "./activation.js";
@@ -365,6 +365,13 @@ function convForward(
     return;
   }
   const bias = epilogue?.bias ?? null;
+  // bias + relu: a WebAssembly SIMD pass over each GEMM chunk in the wasm arena, copied out; other biases ride in the
+  // GEMM as a ones column
+  const arena = bias !== null && bias.length === N && epilogue?.activation === "relu" ? wasmArena() : null;
+  if (arena !== null) {
+    convForwardBiasRelu(sgemm, be, arena, x, w, c, y, bias!);
+    return;
+  }
   const inGemm = bias !== null && bias.length === N;
   const KK = inGemm ? K + 1 : K;
   let wk = w;
@@ -387,6 +394,39 @@ function convForward(
   }
   be.pool.release(cols);
   if (wk !== w) be.pool.release(wk);
+}
+
+/** convForward's im2col + GEMM for a per-channel bias and ReLU, with the epilogue by the arena's SIMD kernel. */
+function convForwardBiasRelu(
+  sgemm: Sgemm,
+  be: FusionBackend,
+  arena: WasmArena,
+  x: Float32Array,
+  w: Float32Array,
+  c: Info,
+  y: Float32Array,
+  bias: Float32Array,
+): void {
+  const K = c.filterHeight * c.filterWidth * c.inChannels;
+  const N = c.outChannels;
+  const rowsPerImage = c.outHeight * c.outWidth;
+  const per = Math.min(imagesPerChunk(c), Math.max(1, Math.floor(OUT_CHUNK_FLOATS / (rowsPerImage * N))));
+  const cols = be.pool.alloc(per * rowsPerImage * K);
+  const mark = arena.mark();
+  const outP = arena.alloc(per * rowsPerImage * N * 4);
+  const biasP = arena.alloc(N * 4);
+  arena.f32(biasP, N).set(bias);
+  const out = arena.f32(outP, per * rowsPerImage * N);
+  for (let b0 = 0; b0 < c.batchSize; b0 += per) {
+    const b1 = Math.min(c.batchSize, b0 + per);
+    const M = (b1 - b0) * rowsPerImage;
+    im2col(x, c, b0, b1, cols, false);
+    sgemm(NO_TRANS, NO_TRANS, M, N, K, 1, cols, K, w, N, 0, out, N);
+    arena.k.bias_relu(outP, biasP, N, M * N);
+    y.set(out.subarray(0, M * N), b0 * rowsPerImage * N);
+  }
+  arena.release(mark);
+  be.pool.release(cols);
 }
 
 /**
