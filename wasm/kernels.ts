@@ -1,6 +1,6 @@
-// fusionkit's WebAssembly SIMD kernels for merging (AssemblyScript; compiled by `npm run build:wasm`, which
-// writes src/wasm/kernels.wasm.ts). Every kernel works on raw pointers into the imported linear memory, which the
-// JS side (src/wasm/arena.ts) manages; nothing here allocates. Each computes, bit for bit, what the pure-JS path
+// fusionkit's WebAssembly SIMD kernels for merging and for nn epilogues (AssemblyScript; compiled by
+// `npm run build:wasm`, which writes src/wasm/kernels.wasm.ts). Every kernel works on raw pointers into the
+// imported linear memory, which the JS side (src/wasm/arena.ts) manages; nothing here allocates. Each computes, bit for bit, what the pure-JS path
 // (src/tensor/convert.ts, src/merge/*.ts, src/tensor/kernels.ts) computes: float32 operations in the same order,
 // so IEEE rounding and NaN / inf / -0 handling are identical.
 //
