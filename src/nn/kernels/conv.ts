@@ -5,7 +5,6 @@
  * images at a time (about 4 MB) so it stays in cache and in the buffer pool; 1x1 stride-1 unpadded convolutions use
  * the input directly. NCHW, non-float32 and prelu go to the cpu kernels.
  */
-
 import * as tf from "@tensorflow/tfjs";
 import { type WasmArena, wasmArena } from "../../wasm/arena.js";
 import { asFusion, FUSION_BACKEND, type FusionBackend } from "../backend.js";
@@ -303,11 +302,8 @@ function convForwardRows(
   const fused = bias !== null && bias.length === N && (act === "relu" || act === "linear") ? act : null;
   // bias + relu by WebAssembly SIMD on a GEMM output chunk that lives in the wasm arena (scalar JS: ~2 ns/element)
   const arena = fused === "relu" ? wasmArena() : null;
-  const mark = arena?.mark() ?? 0;
-  const outP = arena?.alloc(per * OW * N * 4) ?? 0;
-  const biasP = arena?.alloc(N * 4) ?? 0;
-  if (arena !== null) arena.f32(biasP, N).set(bias!);
-  const out = arena !== null ? arena.f32(outP, per * OW * N) : be.pool.alloc(per * OW * N);
+  const ep = arena !== null ? arenaEpilogue(arena, per * OW * N, bias!) : null;
+  const out = ep?.out ?? be.pool.alloc(per * OW * N);
   for (let t0 = 0; t0 < lines; t0 += per) {
     const t1 = Math.min(lines, t0 + per);
     rowIm2col(x, c, HP, t0, Math.min(B * HP, t1 + FH - 1), rows);
@@ -316,7 +312,7 @@ function convForwardRows(
       const a = rows.subarray(kh * OW * K);
       sgemm(NO_TRANS, NO_TRANS, M, N, K, 1, a, K, w.subarray(kh * K * N), N, kh === 0 ? 0 : 1, out, N);
     }
-    if (arena !== null) arena.k.bias_relu(outP, biasP, N, M * N);
+    if (ep !== null) ep.biasRelu(M * N);
     let first = -1;
     let last = -1;
     for (let t = t0; t < t1; t++) {
@@ -325,7 +321,7 @@ function convForwardRows(
       if (oh >= OH) continue;
       const dst = (b * OH + oh) * lineLen;
       const src = (t - t0) * lineLen;
-      if (arena !== null) y.set(out.subarray(src, src + lineLen), dst);
+      if (ep !== null) y.set(out.subarray(src, src + lineLen), dst);
       else if (fused === "relu") copyBiasRelu(out, src, y, dst, lineLen, bias!, N);
       else if (fused === "linear") copyBias(out, src, y, dst, lineLen, bias!, N);
       else y.set(out.subarray(src, src + lineLen), dst);
@@ -335,7 +331,7 @@ function convForwardRows(
     if (first >= 0 && fused === null) finish(y.subarray(first, last), N, epilogue);
   }
   be.pool.release(rows);
-  if (arena !== null) arena.release(mark);
+  if (ep !== null) ep.release();
   else be.pool.release(out);
 }
 
@@ -396,6 +392,22 @@ function convForward(
   if (wk !== w) be.pool.release(wk);
 }
 
+/**
+ * A GEMM output chunk of `floats` in the wasm arena and the bias beside it: `biasRelu(len)` applies bias + ReLU to the
+ * chunk's first len values in place (SIMD); `release` frees both. `out` is valid until then (no other arena use).
+ */
+function arenaEpilogue(arena: WasmArena, floats: number, bias: Float32Array) {
+  const mark = arena.mark();
+  const outP = arena.alloc(floats * 4);
+  const biasP = arena.alloc(bias.length * 4);
+  arena.f32(biasP, bias.length).set(bias);
+  return {
+    out: arena.f32(outP, floats),
+    biasRelu: (len: number) => arena.k.bias_relu(outP, biasP, bias.length, len),
+    release: () => arena.release(mark),
+  };
+}
+
 /** convForward's im2col + GEMM for a per-channel bias and ReLU, with the epilogue by the arena's SIMD kernel. */
 function convForwardBiasRelu(
   sgemm: Sgemm,
@@ -412,20 +424,17 @@ function convForwardBiasRelu(
   const rowsPerImage = c.outHeight * c.outWidth;
   const per = Math.min(imagesPerChunk(c), Math.max(1, Math.floor(OUT_CHUNK_FLOATS / (rowsPerImage * N))));
   const cols = be.pool.alloc(per * rowsPerImage * K);
-  const mark = arena.mark();
-  const outP = arena.alloc(per * rowsPerImage * N * 4);
-  const biasP = arena.alloc(N * 4);
-  arena.f32(biasP, N).set(bias);
-  const out = arena.f32(outP, per * rowsPerImage * N);
+  const ep = arenaEpilogue(arena, per * rowsPerImage * N, bias);
+  const out = ep.out;
   for (let b0 = 0; b0 < c.batchSize; b0 += per) {
     const b1 = Math.min(c.batchSize, b0 + per);
     const M = (b1 - b0) * rowsPerImage;
     im2col(x, c, b0, b1, cols, false);
     sgemm(NO_TRANS, NO_TRANS, M, N, K, 1, cols, K, w, N, 0, out, N);
-    arena.k.bias_relu(outP, biasP, N, M * N);
+    ep.biasRelu(M * N);
     y.set(out.subarray(0, M * N), b0 * rowsPerImage * N);
   }
-  arena.release(mark);
+  ep.release();
   be.pool.release(cols);
 }
 

@@ -289,30 +289,29 @@ export function batchNormTrain(
 const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_A = 0.044715;
 
+/** y = GELU(xv) (tanh form, the tanh via one exp); also dy/dx when dydx is given (what the gradient reads). */
+function geluValues(xv: Float32Array, y: Float32Array, dydx?: Float32Array): void {
+  for (let i = 0; i < xv.length; i++) {
+    const v = xv[i]!;
+    const v2 = v * v;
+    const t = 1 - 2 / (Math.exp(2 * GELU_C * v * (1 + GELU_A * v2)) + 1);
+    y[i] = 0.5 * v * (1 + t);
+    if (dydx !== undefined) dydx[i] = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * GELU_C * (1 + 3 * GELU_A * v2);
+  }
+}
+
 /** GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))). */
 export function gelu(x: tf.Tensor): tf.Tensor {
   if (!recording()) {
     // No tape: the values only, without the derivative the gradient would read.
-    const xv = peek(x);
     const y = outArray(x.size);
-    for (let i = 0; i < xv.length; i++) {
-      const v = xv[i]!;
-      const t = 1 - 2 / (Math.exp(2 * GELU_C * v * (1 + GELU_A * v * v)) + 1);
-      y[i] = 0.5 * v * (1 + t);
-    }
+    geluValues(peek(x), y);
     return tf.tensor(y, x.shape, "float32");
   }
   const run = tf.customGrad(((a: tf.Tensor, save: SaveFn) => {
-    const xv = peek(a);
     const y = outArray(a.size);
     const dydx = outArray(a.size);
-    for (let i = 0; i < xv.length; i++) {
-      const v = xv[i]!;
-      const v2 = v * v;
-      const t = 1 - 2 / (Math.exp(2 * GELU_C * v * (1 + GELU_A * v2)) + 1); // tanh, via one exp
-      y[i] = 0.5 * v * (1 + t);
-      dydx[i] = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * GELU_C * (1 + 3 * GELU_A * v2);
-    }
+    geluValues(peek(a), y, dydx);
     saveArrays(save, [dydx], a.shape);
     return {
       value: tf.tensor(y, a.shape, "float32"),
