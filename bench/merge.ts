@@ -1,7 +1,9 @@
 // npm run bench:merge — merge three Llama-shaped bf16 checkpoints (>= 1.5 GB each) plus a base with linear,
 // task_arithmetic, ties (density 0.5) and dare_ties, against a raw I/O baseline (read every input byte, write one
 // output's bytes, fsync), in one run. Each measurement is its own process so peak RSS is its own; a 4-layer set with
-// the same tensor sizes shows whether peak RSS depends on checkpoint size.
+// the same tensor sizes shows whether peak RSS depends on checkpoint size. Merges run the built package (dist/, as
+// `fusionkit merge` does; the npm script builds it first): under tsx every worker thread would first register the
+// TypeScript loader and compile the sources, ~0.7 s of start-up that no user pays.
 import { spawnSync } from "node:child_process";
 import {
   closeSync,
@@ -18,7 +20,6 @@ import {
 import { cpus } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { merge } from "../src/engine/merge.js";
 import { formatBytes } from "../src/report/format.js";
 import { writeSyntheticLlama } from "../src/synth/llama.js";
 import { peakRssMB } from "./peak-rss.js";
@@ -100,7 +101,11 @@ async function child(what: string, setDir: string, jobs: number): Promise<void> 
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   if (what === "baseline") baseline(setDir, out);
-  else await merge(join(setDir, `${what}.yml`), out, { jobs, randomSeed: 1 });
+  else {
+    const dist = new URL("../dist/engine/merge.js", import.meta.url).href;
+    const { merge } = (await import(dist)) as typeof import("../src/engine/merge.js");
+    await merge(join(setDir, `${what}.yml`), out, { jobs, randomSeed: 1 });
+  }
   const seconds = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(c0);
   rmSync(out, { recursive: true, force: true });
