@@ -20,6 +20,9 @@ export interface ExecuteOptions {
   readonly onProgress?: (p: MergeProgress) => void;
 }
 
+/** Output bytes between background writebacks of the shards (see ShardedWriter.writeback). */
+const WRITEBACK_BYTES = 128 << 20;
+
 type WorkerReply =
   | { ok: JobResult }
   | {
@@ -62,11 +65,18 @@ export async function executePlan(
   const jobs = jobsOf(plan, writer);
   const t0 = performance.now();
   const progress = { done: 0, total: jobs.length, bytesRead: 0, bytesWritten: 0, seconds: 0 };
+  let flushedAt = 0;
   const finished = (r: JobResult) => {
     writer.markWritten(plan.tensors[r.index]!.name);
     progress.done++;
     progress.bytesRead += r.bytesRead;
     progress.bytesWritten += r.bytesWritten;
+    if (progress.bytesWritten - flushedAt >= WRITEBACK_BYTES) {
+      // The kernel would hold all of it dirty (its background threshold is a share of RAM) until the final fsync,
+      // which then waits for the whole output: write it back while the merge goes on.
+      writer.writeback();
+      flushedAt = progress.bytesWritten;
+    }
     progress.seconds = (performance.now() - t0) / 1000;
     options.onProgress?.({ ...progress });
   };

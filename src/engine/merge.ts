@@ -92,6 +92,7 @@ export async function merge(
       chunkElements: options.chunkElements,
       onProgress: options.onProgress,
     });
+    await writer.settle();
     const files = writer.finish();
     writer = undefined;
     files.push(...writeSideFiles(plan, cfg, tmp, options.copyTokenizer !== false));
@@ -108,6 +109,7 @@ export async function merge(
       warnings: plan.warnings,
     };
   } catch (e) {
+    await writer?.settle();
     writer?.abort();
     rmSync(tmp, { recursive: true, force: true });
     throw e;

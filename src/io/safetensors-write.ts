@@ -1,3 +1,4 @@
+import { fdatasync } from "node:fs";
 import { FusionError, preview } from "../errors.js";
 import { type DType, dtypeSize, storageBytes, type TypedArray } from "../tensor/dtype.js";
 import { formatShape, isValidShape, numel, type Tensor } from "../tensor/tensor.js";
@@ -103,6 +104,19 @@ export class SafetensorsWriter {
 
   get remaining(): number {
     return this.pending.size;
+  }
+
+  /**
+   * Start writing the data so far to disk in the background (fdatasync on libuv's thread pool), so that the
+   * final flush in `finish()` has little left to do. Resolves when done; an error here is ignored, because
+   * `finish()` flushes again and reports it there.
+   */
+  writeback(): Promise<void> {
+    const fd = this.fd;
+    if (fd === undefined) return Promise.resolve();
+    return new Promise((resolve) => {
+      fdatasync(fd, () => resolve());
+    });
   }
 
   /** Write one tensor's data (storage of its dtype, or its raw little-endian bytes). */

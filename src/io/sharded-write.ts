@@ -118,6 +118,25 @@ export class ShardedWriter {
     return sw;
   }
 
+  private flushing: Promise<void> | undefined;
+
+  /**
+   * Begin writing back every shard's data so far in the background, unless a writeback is still running (see
+   * SafetensorsWriter.writeback); `settle()` waits for it.
+   */
+  writeback(): void {
+    if (this.flushing !== undefined) return;
+    const all = Promise.all([...this.writers.values()].map((w) => w.writeback()));
+    this.flushing = all.then(() => {
+      this.flushing = undefined;
+    });
+  }
+
+  /** Wait for a background writeback to end (before `finish()` or `abort()` closes the files). */
+  async settle(): Promise<void> {
+    await this.flushing;
+  }
+
   /** Files written, in shard order (plus the index when there are several shards). */
   finish(): string[] {
     const files: string[] = [];
