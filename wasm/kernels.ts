@@ -342,6 +342,59 @@ export function ta_consensus(
   return keep == 0 || load<u8>(keep + <usize>i) != 0 ? t * w : <f32>0 * w;
 }
 
+/** v = kept ? fround(t * w) : 0 * w for a delta t (before scaling), as `weighted`. */
+// @ts-ignore: decorator
+@inline function weightedDelta(d: v128, scale: f32, w: f32, keep: v128, finite: bool): v128 {
+  let t = d;
+  if (scale != 1) t = f32x4.mul(t, f32x4.splat(scale));
+  const v = f32x4.mul(t, f32x4.splat(w));
+  if (finite) return v128.and(v, keep);
+  return v128.bitselect(v, f32x4.splat(<f32>0 * w), keep);
+}
+
+/** The sign election of three weighted deltas and the combine: b + lambda * (sum of those taking part [/ weights]). */
+// @ts-ignore: decorator
+@inline function elect3(bv: v128, v0: v128, v1: v128, v2: v128, w0: f32, w1: f32, w2: f32, normalize: i32, lambda: f32): v128 {
+  const zero = f32x4.splat(0);
+  const vote = f32x4.add(f32x4.add(f32x4.add(zero, v0), v1), v2);
+  const flip = v128.andnot(i32x4.splat(0x80000000), f32x4.ge(vote, zero));
+  const t0 = takes(v0, flip);
+  const t1 = takes(v1, flip);
+  const t2 = takes(v2, flip);
+  let mixed = f32x4.add(f32x4.add(f32x4.add(zero, v128.and(v0, t0)), v128.and(v1, t1)), v128.and(v2, t2));
+  if (normalize) {
+    const div = f32x4.add(
+      f32x4.add(f32x4.add(zero, v128.and(f32x4.splat(w0), t0)), v128.and(f32x4.splat(w1), t1)),
+      v128.and(f32x4.splat(w2), t2),
+    );
+    mixed = f32x4.div(mixed, v128.bitselect(f32x4.splat(1), div, f32x4.eq(div, zero)));
+  }
+  if (lambda != 1) mixed = f32x4.mul(mixed, f32x4.splat(lambda));
+  return f32x4.add(bv, mixed);
+}
+
+// @ts-ignore: decorator
+@inline function elect3Scalar(bs: f32, v0: f32, v1: f32, v2: f32, w0: f32, w1: f32, w2: f32, normalize: i32, lambda: f32): f32 {
+  const vote: f32 = <f32>0 + v0 + v1 + v2;
+  let mixed: f32 = 0;
+  let div: f32 = 0;
+  if (vote >= 0 ? v0 > 0 : v0 < 0) {
+    mixed = mixed + v0;
+    div = div + w0;
+  }
+  if (vote >= 0 ? v1 > 0 : v1 < 0) {
+    mixed = mixed + v1;
+    div = div + w1;
+  }
+  if (vote >= 0 ? v2 > 0 : v2 < 0) {
+    mixed = mixed + v2;
+    div = div + w2;
+  }
+  if (normalize) mixed = mixed / (div == 0 ? <f32>1 : div);
+  if (lambda != 1) mixed = mixed * lambda;
+  return bs + mixed;
+}
+
 /** ta_consensus for exactly three models, every operand in registers (the common TIES / DARE case). */
 // @ts-ignore: decorator
 @inline function ta_consensus3_impl<T>(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
@@ -357,58 +410,145 @@ export function ta_consensus(
   const q2 = <usize>load<u32>(models, 36);
   const s2 = load<f32>(models, 40);
   const w2 = load<f32>(models, 44);
-  const lv = f32x4.splat(lambda);
-  const one = f32x4.splat(1);
-  const zero = f32x4.splat(0);
-  const wv0 = f32x4.splat(w0);
-  const wv1 = f32x4.splat(w1);
-  const wv2 = f32x4.splat(w2);
   const finite = Mathf.abs(w0) < Infinity && Mathf.abs(w1) < Infinity && Mathf.abs(w2) < Infinity;
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const off = <usize>i << 2;
     const bv = vld<T>(b, i);
     const v0 = weighted<T>(x0, i, bv, s0, w0, keepLanes(q0, i), finite);
     const v1 = weighted<T>(x1, i, bv, s1, w1, keepLanes(q1, i), finite);
     const v2 = weighted<T>(x2, i, bv, s2, w2, keepLanes(q2, i), finite);
-    const vote = f32x4.add(f32x4.add(f32x4.add(zero, v0), v1), v2);
-    const flip = v128.andnot(i32x4.splat(0x80000000), f32x4.ge(vote, zero));
-    const t0 = takes(v0, flip);
-    const t1 = takes(v1, flip);
-    const t2 = takes(v2, flip);
-    let mixed = f32x4.add(f32x4.add(f32x4.add(zero, v128.and(v0, t0)), v128.and(v1, t1)), v128.and(v2, t2));
-    if (normalize) {
-      const div = f32x4.add(f32x4.add(f32x4.add(zero, v128.and(wv0, t0)), v128.and(wv1, t1)), v128.and(wv2, t2));
-      mixed = f32x4.div(mixed, v128.bitselect(one, div, f32x4.eq(div, zero)));
-    }
-    if (lambda != 1) mixed = f32x4.mul(mixed, lv);
-    v128.store(out + off, f32x4.add(bv, mixed));
+    v128.store(out + (<usize>i << 2), elect3(bv, v0, v1, v2, w0, w1, w2, normalize, lambda));
   }
   for (; i < n; i++) {
-    const off = <usize>i << 2;
     const bs = sld<T>(b, i);
     const v0 = scalarWeighted<T>(x0, q0, i, bs, s0, w0);
     const v1 = scalarWeighted<T>(x1, q1, i, bs, s1, w1);
     const v2 = scalarWeighted<T>(x2, q2, i, bs, s2, w2);
-    const vote: f32 = <f32>0 + v0 + v1 + v2;
-    let mixed: f32 = 0;
-    let div: f32 = 0;
-    if (vote >= 0 ? v0 > 0 : v0 < 0) {
-      mixed = mixed + v0;
-      div = div + w0;
-    }
-    if (vote >= 0 ? v1 > 0 : v1 < 0) {
-      mixed = mixed + v1;
-      div = div + w1;
-    }
-    if (vote >= 0 ? v2 > 0 : v2 < 0) {
-      mixed = mixed + v2;
-      div = div + w2;
-    }
-    if (normalize) mixed = mixed / (div == 0 ? <f32>1 : div);
-    if (lambda != 1) mixed = mixed * lambda;
-    store<f32>(out + off, bs + mixed);
+    store<f32>(out + (<usize>i << 2), elect3Scalar(bs, v0, v1, v2, w0, w1, w2, normalize, lambda));
   }
+}
+
+// ---- the same with top-k keep-masks computed in place (TIES): keep = key > thr, plus the first ties ----
+
+/** The lowest `left` set bits of a 4-bit lane mask (the ties still to keep, in index order). */
+// @ts-ignore: decorator
+@inline function firstBits(mask: i32, left: i32): i32 {
+  let kept = 0;
+  let m = mask;
+  while (m != 0 && left > 0) {
+    const low = m & -m;
+    kept |= low;
+    m ^= low;
+    left--;
+  }
+  return kept;
+}
+
+// @ts-ignore: decorator
+@inline function laneMask(bits: i32): v128 {
+  return i32x4.ne(v128.and(i32x4.splat(bits), i32x4(1, 2, 4, 8)), i32x4.splat(0));
+}
+
+/**
+ * ta_consensus3 where model m keeps entries whose key bits(|x - b|) exceeds thr_m, and the first left_m entries
+ * equal to it in index order (what delta_topk_mask writes as a mask). `sel`: thr_0..2 (u32; -1 keeps all), then
+ * left_0..2 (i32), read and updated for the next chunk. The records' keep pointers are ignored.
+ */
+// @ts-ignore: decorator
+@inline function ta_consensus3_topk_impl<T>(b: usize, models: usize, sel: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+  const x0 = <usize>load<u32>(models, 0);
+  const s0 = load<f32>(models, 8);
+  const w0 = load<f32>(models, 12);
+  const x1 = <usize>load<u32>(models, 16);
+  const s1 = load<f32>(models, 24);
+  const w1 = load<f32>(models, 28);
+  const x2 = <usize>load<u32>(models, 32);
+  const s2 = load<f32>(models, 40);
+  const w2 = load<f32>(models, 44);
+  const th0 = load<i32>(sel, 0);
+  const th1 = load<i32>(sel, 4);
+  const th2 = load<i32>(sel, 8);
+  let l0 = load<i32>(sel, 12);
+  let l1 = load<i32>(sel, 16);
+  let l2 = load<i32>(sel, 20);
+  const tv0 = i32x4.splat(th0);
+  const tv1 = i32x4.splat(th1);
+  const tv2 = i32x4.splat(th2);
+  const abs = i32x4.splat(ABS);
+  const finite = Mathf.abs(w0) < Infinity && Mathf.abs(w1) < Infinity && Mathf.abs(w2) < Infinity;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const bv = vld<T>(b, i);
+    const d0 = f32x4.sub(vld<T>(x0, i), bv);
+    const d1 = f32x4.sub(vld<T>(x1, i), bv);
+    const d2 = f32x4.sub(vld<T>(x2, i), bv);
+    const a0 = v128.and(d0, abs);
+    const a1 = v128.and(d1, abs);
+    const a2 = v128.and(d2, abs);
+    // Keys and thresholds are below 2^31 (or thr = -1): signed compares order them.
+    let k0 = i32x4.gt_s(a0, tv0);
+    let k1 = i32x4.gt_s(a1, tv1);
+    let k2 = i32x4.gt_s(a2, tv2);
+    if (l0 > 0) {
+      const e = firstBits(i32x4.bitmask(i32x4.eq(a0, tv0)), l0);
+      if (e != 0) {
+        l0 -= popcnt<i32>(e);
+        k0 = v128.or(k0, laneMask(e));
+      }
+    }
+    if (l1 > 0) {
+      const e = firstBits(i32x4.bitmask(i32x4.eq(a1, tv1)), l1);
+      if (e != 0) {
+        l1 -= popcnt<i32>(e);
+        k1 = v128.or(k1, laneMask(e));
+      }
+    }
+    if (l2 > 0) {
+      const e = firstBits(i32x4.bitmask(i32x4.eq(a2, tv2)), l2);
+      if (e != 0) {
+        l2 -= popcnt<i32>(e);
+        k2 = v128.or(k2, laneMask(e));
+      }
+    }
+    const v0 = weightedDelta(d0, s0, w0, k0, finite);
+    const v1 = weightedDelta(d1, s1, w1, k1, finite);
+    const v2 = weightedDelta(d2, s2, w2, k2, finite);
+    v128.store(out + (<usize>i << 2), elect3(bv, v0, v1, v2, w0, w1, w2, normalize, lambda));
+  }
+  for (; i < n; i++) {
+    const bs = sld<T>(b, i);
+    let t0: f32 = sld<T>(x0, i) - bs;
+    let t1: f32 = sld<T>(x1, i) - bs;
+    let t2: f32 = sld<T>(x2, i) - bs;
+    const e0 = <i32>(reinterpret<u32>(t0) & ABS);
+    const e1 = <i32>(reinterpret<u32>(t1) & ABS);
+    const e2 = <i32>(reinterpret<u32>(t2) & ABS);
+    let keep0 = e0 > th0;
+    let keep1 = e1 > th1;
+    let keep2 = e2 > th2;
+    if (e0 == th0 && l0 > 0) {
+      keep0 = true;
+      l0--;
+    }
+    if (e1 == th1 && l1 > 0) {
+      keep1 = true;
+      l1--;
+    }
+    if (e2 == th2 && l2 > 0) {
+      keep2 = true;
+      l2--;
+    }
+    if (s0 != 1) t0 = t0 * s0;
+    if (s1 != 1) t1 = t1 * s1;
+    if (s2 != 1) t2 = t2 * s2;
+    const v0: f32 = keep0 ? t0 * w0 : <f32>0 * w0;
+    const v1: f32 = keep1 ? t1 * w1 : <f32>0 * w1;
+    const v2: f32 = keep2 ? t2 * w2 : <f32>0 * w2;
+    store<f32>(out + (<usize>i << 2), elect3Scalar(bs, v0, v1, v2, w0, w1, w2, normalize, lambda));
+  }
+  store<i32>(sel, l0, 12);
+  store<i32>(sel, l1, 16);
+  store<i32>(sel, l2, 20);
 }
 
 // ---- magnitude selection over |x - b| (float32 bit patterns, sign cleared) ----
@@ -535,6 +675,72 @@ export function ta_consensus(
   return left;
 }
 
+/**
+ * One chunk of the sampled threshold search (a band [lo, hi] of keys expected to hold the threshold; lo, hi <= 2^31 - 1):
+ * counts[0] = #{key < lo} in this chunk; keys in [lo, hi] are appended, in index order, to `keys` (u32) from
+ * index counts[1] while that is below `cap` (the buffer has 4 spare slots past cap), and counts[1] grows by their
+ * number (past `cap` too, so an overflow shows). Branch-free: each group of four is compacted with a byte
+ * shuffle from `pack` (16 shuffles, one per lane mask; WasmArena.packTable) and stored whole.
+ */
+// @ts-ignore: decorator
+@inline function delta_band_impl<T>(x: usize, b: usize, n: i32, lo: u32, hi: u32, keys: usize, cap: u32, counts: usize, pack: usize): void {
+  const abs = i32x4.splat(ABS);
+  const lov = i32x4.splat(lo);
+  const hiv = i32x4.splat(hi);
+  let below = i32x4.splat(0);
+  let g = load<u32>(counts, 4);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    // Keys and bounds are below 2^31 (sign bit cleared), so signed compares order them (one instruction each).
+    const k0 = v128.and(f32x4.sub(vld<T>(x, i), vld<T>(b, i)), abs);
+    const k1 = v128.and(f32x4.sub(vld<T>(x, i + 4), vld<T>(b, i + 4)), abs);
+    const lt0 = i32x4.lt_s(k0, lov);
+    const lt1 = i32x4.lt_s(k1, lov);
+    below = i32x4.sub(i32x4.sub(below, lt0), lt1);
+    const bits0 = <u32>i32x4.bitmask(v128.or(lt0, i32x4.gt_s(k0, hiv))) ^ 15;
+    const bits1 = <u32>i32x4.bitmask(v128.or(lt1, i32x4.gt_s(k1, hiv))) ^ 15;
+    const at0 = g < cap ? g : cap;
+    v128.store(keys + (<usize>at0 << 2), i8x16.swizzle(k0, v128.load(pack + (<usize>bits0 << 4))));
+    g += popcnt<u32>(bits0);
+    const at1 = g < cap ? g : cap;
+    v128.store(keys + (<usize>at1 << 2), i8x16.swizzle(k1, v128.load(pack + (<usize>bits1 << 4))));
+    g += popcnt<u32>(bits1);
+  }
+  let count: u32 = <u32>(
+    i32x4.extract_lane(below, 0) + i32x4.extract_lane(below, 1) + i32x4.extract_lane(below, 2) + i32x4.extract_lane(below, 3)
+  );
+  for (; i < n; i++) {
+    const d: f32 = sld<T>(x, i) - sld<T>(b, i);
+    const kk = reinterpret<u32>(d) & ABS;
+    if (kk < lo) count++;
+    else if (kk <= hi) {
+      if (g < cap) store<u32>(keys + (<usize>g << 2), kk);
+      g++;
+    }
+  }
+  store<u32>(counts, count, 0);
+  store<u32>(counts, g, 4);
+}
+
+/** hist[key >>> 16]++ over n gathered keys (u32). */
+export function keys_hist_hi(keys: usize, n: i32, hist: usize): void {
+  for (let i = 0; i < n; i++) {
+    const a = hist + (<usize>(load<u32>(keys + (<usize>i << 2)) >>> 16) << 2);
+    store<u32>(a, load<u32>(a) + 1);
+  }
+}
+
+/** lo[key & 0xffff]++ over the gathered keys whose high bits equal `bin`. */
+export function keys_hist_lo(keys: usize, n: i32, bin: u32, lo: usize): void {
+  for (let i = 0; i < n; i++) {
+    const key = load<u32>(keys + (<usize>i << 2));
+    if (key >>> 16 == bin) {
+      const a = lo + (<usize>(key & 0xffff) << 2);
+      store<u32>(a, load<u32>(a) + 1);
+    }
+  }
+}
+
 // ---- DARE: keyed counter-based Bernoulli draws ----
 
 // @ts-ignore: decorator
@@ -608,97 +814,133 @@ export function unpack_bits(src: usize, dst: usize, n: i32): void {
   for (; i < n; i++) store<u8>(dst + <usize>i, <u8>(((<u32>load<u8>(src + (<usize>i >> 3))) >> (<u32>i & 7)) & 1));
 }
 
-// ---- L1 sums (rescale): float64, accumulated strictly in index order per model ----
+// ---- L1 sums (rescale): float64 in four lanes by index mod 4 (src/merge/sparsify.ts's L1Sums) ----
+
+/** |x - b| and the keep-mask as 0 / 1 floats for four entries. */
+// @ts-ignore: decorator
+@inline function keepFloats(m: usize, i: i32): v128 {
+  return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(m + <usize>i))));
+}
 
 /**
  * For three models (x_m, mask_m): before += |x - b|; after += |x - b| * keep unless |x - b| is inf, where
- * infKept |= keep instead. acc: 9 float64 { before, after, infKept (0/1) } per model, read and updated. The
- * magnitudes are prepared four at a time in SIMD lanes; the float64 sums stay sequential (six independent chains
- * interleaved so their latencies overlap). A group holding an infinity takes the scalar path.
+ * infKept |= keep instead. Lane j of each sum takes the entries with index j mod 4 (the chunk starts at a lane-0
+ * index; the caller rotates the lanes otherwise). acc: per model 9 float64 { before[4], after[4], infKept (0/1) },
+ * read and updated. A short tail is padded with zeros, which leave every sum as it is (they are never -0).
  */
 // @ts-ignore: decorator
 @inline function l1_sums3_impl<T>(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, m2: usize, b: usize, n: i32, acc: usize): void {
-  let be0 = load<f64>(acc, 0);
-  let af0 = load<f64>(acc, 8);
-  let in0 = load<f64>(acc, 16);
-  let be1 = load<f64>(acc, 24);
-  let af1 = load<f64>(acc, 32);
-  let in1 = load<f64>(acc, 40);
-  let be2 = load<f64>(acc, 48);
-  let af2 = load<f64>(acc, 56);
-  let in2 = load<f64>(acc, 64);
+  let be0a = v128.load(acc, 0);
+  let be0b = v128.load(acc, 16);
+  let af0a = v128.load(acc, 32);
+  let af0b = v128.load(acc, 48);
+  let be1a = v128.load(acc, 72);
+  let be1b = v128.load(acc, 88);
+  let af1a = v128.load(acc, 104);
+  let af1b = v128.load(acc, 120);
+  let be2a = v128.load(acc, 144);
+  let be2b = v128.load(acc, 160);
+  let af2a = v128.load(acc, 176);
+  let af2b = v128.load(acc, 192);
   const inf = f32x4.splat(Infinity);
+  const zero = f32x4.splat(0);
+  let ik = i32x4.splat(0);
+  let ik1 = i32x4.splat(0);
+  let ik2 = i32x4.splat(0);
   let i = 0;
   while (i < n) {
+    let a0: v128;
+    let a1: v128;
+    let a2: v128;
+    let q0: v128;
+    let q1: v128;
+    let q2: v128;
     if (i + 4 <= n) {
-      const off = <usize>i << 2;
       const bv = vld<T>(b, i);
-      const a0 = f32x4.abs(f32x4.sub(vld<T>(x0, i), bv));
-      const a1 = f32x4.abs(f32x4.sub(vld<T>(x1, i), bv));
-      const a2 = f32x4.abs(f32x4.sub(vld<T>(x2, i), bv));
-      if (!v128.any_true(v128.or(v128.or(f32x4.eq(a0, inf), f32x4.eq(a1, inf)), f32x4.eq(a2, inf)))) {
-        const p0 = f32x4.mul(a0, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(m0 + <usize>i)))));
-        const p1 = f32x4.mul(a1, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(m1 + <usize>i)))));
-        const p2 = f32x4.mul(a2, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(m2 + <usize>i)))));
-        be0 += <f64>f32x4.extract_lane(a0, 0);
-        af0 += <f64>f32x4.extract_lane(p0, 0);
-        be1 += <f64>f32x4.extract_lane(a1, 0);
-        af1 += <f64>f32x4.extract_lane(p1, 0);
-        be2 += <f64>f32x4.extract_lane(a2, 0);
-        af2 += <f64>f32x4.extract_lane(p2, 0);
-        be0 += <f64>f32x4.extract_lane(a0, 1);
-        af0 += <f64>f32x4.extract_lane(p0, 1);
-        be1 += <f64>f32x4.extract_lane(a1, 1);
-        af1 += <f64>f32x4.extract_lane(p1, 1);
-        be2 += <f64>f32x4.extract_lane(a2, 1);
-        af2 += <f64>f32x4.extract_lane(p2, 1);
-        be0 += <f64>f32x4.extract_lane(a0, 2);
-        af0 += <f64>f32x4.extract_lane(p0, 2);
-        be1 += <f64>f32x4.extract_lane(a1, 2);
-        af1 += <f64>f32x4.extract_lane(p1, 2);
-        be2 += <f64>f32x4.extract_lane(a2, 2);
-        af2 += <f64>f32x4.extract_lane(p2, 2);
-        be0 += <f64>f32x4.extract_lane(a0, 3);
-        af0 += <f64>f32x4.extract_lane(p0, 3);
-        be1 += <f64>f32x4.extract_lane(a1, 3);
-        af1 += <f64>f32x4.extract_lane(p1, 3);
-        be2 += <f64>f32x4.extract_lane(a2, 3);
-        af2 += <f64>f32x4.extract_lane(p2, 3);
-        i += 4;
-        continue;
+      a0 = f32x4.abs(f32x4.sub(vld<T>(x0, i), bv));
+      a1 = f32x4.abs(f32x4.sub(vld<T>(x1, i), bv));
+      a2 = f32x4.abs(f32x4.sub(vld<T>(x2, i), bv));
+      q0 = keepFloats(m0, i);
+      q1 = keepFloats(m1, i);
+      q2 = keepFloats(m2, i);
+    } else {
+      // The last 1-3 entries, in lanes 0.. (n - i - 1); the rest stay +0 with keep 0.
+      a0 = zero;
+      a1 = zero;
+      a2 = zero;
+      q0 = zero;
+      q1 = zero;
+      q2 = zero;
+      const bs0 = sld<T>(b, i);
+      a0 = f32x4.replace_lane(a0, 0, Mathf.abs(sld<T>(x0, i) - bs0));
+      a1 = f32x4.replace_lane(a1, 0, Mathf.abs(sld<T>(x1, i) - bs0));
+      a2 = f32x4.replace_lane(a2, 0, Mathf.abs(sld<T>(x2, i) - bs0));
+      q0 = f32x4.replace_lane(q0, 0, <f32>load<u8>(m0 + <usize>i));
+      q1 = f32x4.replace_lane(q1, 0, <f32>load<u8>(m1 + <usize>i));
+      q2 = f32x4.replace_lane(q2, 0, <f32>load<u8>(m2 + <usize>i));
+      if (i + 1 < n) {
+        const bs1 = sld<T>(b, i + 1);
+        a0 = f32x4.replace_lane(a0, 1, Mathf.abs(sld<T>(x0, i + 1) - bs1));
+        a1 = f32x4.replace_lane(a1, 1, Mathf.abs(sld<T>(x1, i + 1) - bs1));
+        a2 = f32x4.replace_lane(a2, 1, Mathf.abs(sld<T>(x2, i + 1) - bs1));
+        q0 = f32x4.replace_lane(q0, 1, <f32>load<u8>(m0 + <usize>(i + 1)));
+        q1 = f32x4.replace_lane(q1, 1, <f32>load<u8>(m1 + <usize>(i + 1)));
+        q2 = f32x4.replace_lane(q2, 1, <f32>load<u8>(m2 + <usize>(i + 1)));
+      }
+      if (i + 2 < n) {
+        const bs2 = sld<T>(b, i + 2);
+        a0 = f32x4.replace_lane(a0, 2, Mathf.abs(sld<T>(x0, i + 2) - bs2));
+        a1 = f32x4.replace_lane(a1, 2, Mathf.abs(sld<T>(x1, i + 2) - bs2));
+        a2 = f32x4.replace_lane(a2, 2, Mathf.abs(sld<T>(x2, i + 2) - bs2));
+        q0 = f32x4.replace_lane(q0, 2, <f32>load<u8>(m0 + <usize>(i + 2)));
+        q1 = f32x4.replace_lane(q1, 2, <f32>load<u8>(m1 + <usize>(i + 2)));
+        q2 = f32x4.replace_lane(q2, 2, <f32>load<u8>(m2 + <usize>(i + 2)));
       }
     }
-    // Scalar: the rest of a chunk, or a group of four holding an infinity.
-    const end = i + 4 < n ? i + 4 : n;
-    for (; i < end; i++) {
-      const off = <usize>i << 2;
-      const bs = sld<T>(b, i);
-      const a0 = <f64>Mathf.abs(sld<T>(x0, i) - bs);
-      const q0 = load<u8>(m0 + <usize>i);
-      be0 += a0;
-      if (a0 == Infinity) in0 = q0 != 0 ? 1 : in0;
-      else af0 += a0 * <f64>q0;
-      const a1 = <f64>Mathf.abs(sld<T>(x1, i) - bs);
-      const q1 = load<u8>(m1 + <usize>i);
-      be1 += a1;
-      if (a1 == Infinity) in1 = q1 != 0 ? 1 : in1;
-      else af1 += a1 * <f64>q1;
-      const a2 = <f64>Mathf.abs(sld<T>(x2, i) - bs);
-      const q2 = load<u8>(m2 + <usize>i);
-      be2 += a2;
-      if (a2 == Infinity) in2 = q2 != 0 ? 1 : in2;
-      else af2 += a2 * <f64>q2;
+    let p0 = f32x4.mul(a0, q0);
+    let p1 = f32x4.mul(a1, q1);
+    let p2 = f32x4.mul(a2, q2);
+    const inf0 = f32x4.eq(a0, inf);
+    const inf1 = f32x4.eq(a1, inf);
+    const inf2 = f32x4.eq(a2, inf);
+    if (v128.any_true(v128.or(v128.or(inf0, inf1), inf2))) {
+      // Rare: infinite entries count in infKept instead of `after`.
+      ik = v128.or(ik, v128.and(inf0, f32x4.ne(q0, zero)));
+      ik1 = v128.or(ik1, v128.and(inf1, f32x4.ne(q1, zero)));
+      ik2 = v128.or(ik2, v128.and(inf2, f32x4.ne(q2, zero)));
+      p0 = v128.andnot(p0, inf0);
+      p1 = v128.andnot(p1, inf1);
+      p2 = v128.andnot(p2, inf2);
     }
+    be0a = f64x2.add(be0a, f64x2.promote_low_f32x4(a0));
+    be0b = f64x2.add(be0b, f64x2.promote_low_f32x4(v128.shuffle<f32>(a0, a0, 2, 3, 0, 1)));
+    af0a = f64x2.add(af0a, f64x2.promote_low_f32x4(p0));
+    af0b = f64x2.add(af0b, f64x2.promote_low_f32x4(v128.shuffle<f32>(p0, p0, 2, 3, 0, 1)));
+    be1a = f64x2.add(be1a, f64x2.promote_low_f32x4(a1));
+    be1b = f64x2.add(be1b, f64x2.promote_low_f32x4(v128.shuffle<f32>(a1, a1, 2, 3, 0, 1)));
+    af1a = f64x2.add(af1a, f64x2.promote_low_f32x4(p1));
+    af1b = f64x2.add(af1b, f64x2.promote_low_f32x4(v128.shuffle<f32>(p1, p1, 2, 3, 0, 1)));
+    be2a = f64x2.add(be2a, f64x2.promote_low_f32x4(a2));
+    be2b = f64x2.add(be2b, f64x2.promote_low_f32x4(v128.shuffle<f32>(a2, a2, 2, 3, 0, 1)));
+    af2a = f64x2.add(af2a, f64x2.promote_low_f32x4(p2));
+    af2b = f64x2.add(af2b, f64x2.promote_low_f32x4(v128.shuffle<f32>(p2, p2, 2, 3, 0, 1)));
+    i += 4;
   }
-  store<f64>(acc, be0, 0);
-  store<f64>(acc, af0, 8);
-  store<f64>(acc, in0, 16);
-  store<f64>(acc, be1, 24);
-  store<f64>(acc, af1, 32);
-  store<f64>(acc, in1, 40);
-  store<f64>(acc, be2, 48);
-  store<f64>(acc, af2, 56);
-  store<f64>(acc, in2, 64);
+  v128.store(acc, be0a, 0);
+  v128.store(acc, be0b, 16);
+  v128.store(acc, af0a, 32);
+  v128.store(acc, af0b, 48);
+  if (v128.any_true(ik)) store<f64>(acc, 1, 64);
+  v128.store(acc, be1a, 72);
+  v128.store(acc, be1b, 88);
+  v128.store(acc, af1a, 104);
+  v128.store(acc, af1b, 120);
+  if (v128.any_true(ik1)) store<f64>(acc, 1, 136);
+  v128.store(acc, be2a, 144);
+  v128.store(acc, be2b, 160);
+  v128.store(acc, af2a, 176);
+  v128.store(acc, af2b, 192);
+  if (v128.any_true(ik2)) store<f64>(acc, 1, 208);
 }
 
 // ---- exported kernels: float32 inputs, and bf16 inputs (x and b pointers to raw bf16) ----
@@ -708,6 +950,12 @@ export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f
 }
 export function ta_consensus3_bf16(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
   ta_consensus3_impl<u16>(b, models, normalize, lambda, out, n);
+}
+export function ta_consensus3_topk(b: usize, models: usize, sel: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+  ta_consensus3_topk_impl<f32>(b, models, sel, normalize, lambda, out, n);
+}
+export function ta_consensus3_topk_bf16(b: usize, models: usize, sel: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+  ta_consensus3_topk_impl<u16>(b, models, sel, normalize, lambda, out, n);
 }
 export function delta_hist_hi(x: usize, b: usize, n: i32, hist: usize): void {
   delta_hist_hi_impl<f32>(x, b, n, hist);
@@ -726,6 +974,12 @@ export function delta_topk_mask(x: usize, b: usize, n: i32, key: u32, left: i32,
 }
 export function delta_topk_mask_bf16(x: usize, b: usize, n: i32, key: u32, left: i32, mask: usize): i32 {
   return delta_topk_mask_impl<u16>(x, b, n, key, left, mask);
+}
+export function delta_band(x: usize, b: usize, n: i32, lo: u32, hi: u32, keys: usize, cap: u32, counts: usize, pack: usize): void {
+  delta_band_impl<f32>(x, b, n, lo, hi, keys, cap, counts, pack);
+}
+export function delta_band_bf16(x: usize, b: usize, n: i32, lo: u32, hi: u32, keys: usize, cap: u32, counts: usize, pack: usize): void {
+  delta_band_impl<u16>(x, b, n, lo, hi, keys, cap, counts, pack);
 }
 export function l1_sums3(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, m2: usize, b: usize, n: i32, acc: usize): void {
   l1_sums3_impl<f32>(x0, m0, x1, m1, x2, m2, b, n, acc);

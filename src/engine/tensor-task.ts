@@ -4,6 +4,7 @@ import { writeAllSync } from "../io/atomic.js";
 import { closeFd, openReadFd, readExactSync } from "../io/file-read.js";
 import { ModelDir } from "../io/model-dir.js";
 import { getMethod } from "../merge/registry.js";
+import { SAMPLE_RUN, sampleStarts } from "../merge/sample.js";
 import type { MergeMethodSpec, StreamChunk, StreamingMerge, TensorData } from "../merge/types.js";
 import { decodeToF32, encodeFromF32 } from "../tensor/convert.js";
 import { type DType, dtypeSize, storageBytes, viewStorage } from "../tensor/dtype.js";
@@ -454,12 +455,25 @@ export class TensorRunner {
         t.base !== undefined &&
         sources.every((s) => s.x.dtype === "BF16") &&
         (cd === undefined || cd === "BF16" || cd === "F32" || cd === "F64");
+      // A sample, when the stream wants one: from the cache when the whole tensor fits (read in full first, which
+      // pass 0 would do anyway), else with positional reads.
+      let preloaded = false;
+      if ((stream.sampleSize ?? 0) > 0 && stream.sample !== undefined) {
+        if (cached === n) {
+          for (let bs = 0; bs < n; bs += block) {
+            const raws = sources.map((s, i) => cache[i]! + bs * s.size);
+            this.readBlockWasm(a, sources, raws, bs, Math.min(block, n - bs));
+          }
+          preloaded = true;
+        }
+        stream.sample(this.readSampleWasm(a, sources, n, stream.sampleSize!, raw, k, preloaded ? cache : undefined));
+      }
       const forEachChunk = (pass: number, fn: (c: StreamChunk, blockStart: number, at: number) => void) => {
         for (let bs = 0; bs < n; bs += block) {
           const blen = Math.min(block, n - bs);
           const inCache = bs < cached;
           const raws = inCache ? sources.map((s, i) => cache[i]! + bs * s.size) : b.raw;
-          if (pass === 0 || !inCache) this.readBlockWasm(a, sources, raws, bs, blen);
+          if ((pass === 0 && !preloaded) || !inCache) this.readBlockWasm(a, sources, raws, bs, blen);
           for (let at = 0; at < blen; at += chunk) {
             const len = Math.min(chunk, blen - at);
             if (raw) {
@@ -489,6 +503,44 @@ export class TensorRunner {
       a.release(mark);
     }
     return this.done(job, all, n);
+  }
+
+  /**
+   * The sample a stream asked for (sample.ts): short runs spread over the tensor, copied from `cache` (every
+   * input's whole tensor, raw) or else read with one positional read per run and input, concatenated in arena
+   * buffers and decoded as chunks are (or left as raw bf16 bits).
+   */
+  private readSampleWasm(
+    a: WasmArena,
+    sources: readonly Source[],
+    n: number,
+    wanted: number,
+    raw: boolean,
+    k: number,
+    cache: readonly number[] | undefined,
+  ): StreamChunk {
+    const starts = sampleStarts(n, wanted);
+    const m = starts.length * SAMPLE_RUN;
+    const rawPtrs = sources.map((s) => a.alloc(m * s.size));
+    const valuePtrs = sources.map(() => a.alloc(m * 4));
+    sources.forEach((s, i) => {
+      const bytes = SAMPLE_RUN * s.size;
+      starts.forEach((start, j) => {
+        const dst = a.u8(rawPtrs[i]! + j * bytes, bytes);
+        if (cache !== undefined) dst.set(a.u8(cache[i]! + start * s.size, bytes));
+        else readExactSync(s.fd, dst, s.offset + start * s.size, s.file);
+      });
+    });
+    const data = valuePtrs.map((p) => a.f32(p, m));
+    if (raw) {
+      const bits = rawPtrs.map((p) => a.u16(p, m));
+      return { start: 0, models: data.slice(0, k), base: data[k], bf16: { models: bits.slice(0, k), base: bits[k]! } };
+    }
+    sources.forEach((s, i) => {
+      this.decodeWasm(a, s.x.dtype, rawPtrs[i]!, valuePtrs[i]!, m);
+    });
+    const values = valuePtrs.map((p) => a.f32(p, m));
+    return { start: 0, models: values.slice(0, k), base: values[k] };
   }
 
   private done(job: TensorJob, all: readonly PlannedInput[], n: number): JobResult {

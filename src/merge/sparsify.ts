@@ -137,41 +137,95 @@ function drawMask(opts: SparsifyOptions, probs: number | Float32Array, keep: Uin
   opts.masks.fill(opts.modelIndex ?? 0, probs, keep);
 }
 
-/** Running L1 sums of a delta and of its kept part, accumulated in index order (chunk by chunk or at once). */
+/**
+ * Running L1 sums of a delta and of its kept part in float64, chunk by chunk or at once: four lanes, lane j taking
+ * the entries whose (global) index is j mod 4 in index order, added up as (l0 + l1) + (l2 + l3) at the end. The
+ * order is fixed by the indices alone, so whole-tensor, chunked and SIMD sums are the same bits.
+ */
 export interface L1Sums {
-  before: number;
-  after: number;
+  readonly before: Float64Array;
+  readonly after: Float64Array;
   /** A kept entry was +inf (so the kept sum is +inf). */
   infKept: boolean;
 }
 
 export function newL1Sums(): L1Sums {
-  return { before: 0, after: 0, infKept: false };
+  return { before: new Float64Array(4), after: new Float64Array(4), infKept: false };
 }
 
 /**
- * Add |x| to `before` and |x| * keep to `after`, branch-free (the mask is random, a branch would mispredict).
- * Infinite entries are left out of `after` (inf * 0 would be NaN) and recorded in `infKept` instead, so the
- * result equals summing the kept entries with a branch.
+ * Add |x| to `before` and |x| * keep to `after`, branch-free (the mask is random, a branch would mispredict);
+ * x[0] has index `start` in the tensor. Infinite entries are left out of `after` (inf * 0 would be NaN) and
+ * recorded in `infKept` instead, so the result equals summing the kept entries with a branch.
  */
-export function addL1Sums(x: Float32Array, keep: Uint8Array, acc: L1Sums): void {
-  let before = acc.before;
-  let after = acc.after;
+export function addL1Sums(x: Float32Array, keep: Uint8Array, acc: L1Sums, start = 0): void {
+  const be = acc.before;
+  const af = acc.after;
   let infKept = false;
   const n = x.length;
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  for (; i < n && ((start + i) & 3) !== 0; i++) {
     const a = Math.abs(x[i]!);
-    before += a;
+    const lane = (start + i) & 3;
+    be[lane] = be[lane]! + a;
     if (a === Number.POSITIVE_INFINITY) infKept ||= keep[i] === 1;
-    else after += a * keep[i]!;
+    else af[lane] = af[lane]! + a * keep[i]!;
   }
-  acc.before = before;
-  acc.after = after;
+  let b0 = be[0]!;
+  let b1 = be[1]!;
+  let b2 = be[2]!;
+  let b3 = be[3]!;
+  let a0 = af[0]!;
+  let a1 = af[1]!;
+  let a2 = af[2]!;
+  let a3 = af[3]!;
+  for (; i + 4 <= n; i += 4) {
+    const v0 = Math.abs(x[i]!);
+    const v1 = Math.abs(x[i + 1]!);
+    const v2 = Math.abs(x[i + 2]!);
+    const v3 = Math.abs(x[i + 3]!);
+    b0 += v0;
+    b1 += v1;
+    b2 += v2;
+    b3 += v3;
+    if (v0 === Number.POSITIVE_INFINITY) infKept ||= keep[i] === 1;
+    else a0 += v0 * keep[i]!;
+    if (v1 === Number.POSITIVE_INFINITY) infKept ||= keep[i + 1] === 1;
+    else a1 += v1 * keep[i + 1]!;
+    if (v2 === Number.POSITIVE_INFINITY) infKept ||= keep[i + 2] === 1;
+    else a2 += v2 * keep[i + 2]!;
+    if (v3 === Number.POSITIVE_INFINITY) infKept ||= keep[i + 3] === 1;
+    else a3 += v3 * keep[i + 3]!;
+  }
+  be[0] = b0;
+  be[1] = b1;
+  be[2] = b2;
+  be[3] = b3;
+  af[0] = a0;
+  af[1] = a1;
+  af[2] = a2;
+  af[3] = a3;
+  for (; i < n; i++) {
+    const a = Math.abs(x[i]!);
+    const lane = (start + i) & 3;
+    be[lane] = be[lane]! + a;
+    if (a === Number.POSITIVE_INFINITY) infKept ||= keep[i] === 1;
+    else af[lane] = af[lane]! + a * keep[i]!;
+  }
   acc.infKept ||= infKept;
 }
 
+/** Four lane sums added up in the fixed order (l0 + l1) + (l2 + l3). */
+export function laneTotal(lanes: ArrayLike<number>): number {
+  return lanes[0]! + lanes[1]! + (lanes[2]! + lanes[3]!);
+}
+
+export function l1Before(acc: L1Sums): number {
+  return laneTotal(acc.before);
+}
+
 export function l1After(acc: L1Sums): number {
-  return acc.infKept ? Number.POSITIVE_INFINITY : acc.after;
+  return acc.infKept ? Number.POSITIVE_INFINITY : laneTotal(acc.after);
 }
 
 /** The rescale factor from norms: float32-rounded before / after, or 1 when either is below 1e-7. */
@@ -191,7 +245,7 @@ export function rescaleFactor(x: Float32Array, keep: Uint8Array, norm: RescaleNo
   if (norm === "l1") {
     const acc = newL1Sums();
     addL1Sums(x, keep, acc);
-    before = acc.before;
+    before = l1Before(acc);
     after = l1After(acc);
   } else if (norm === "l2") {
     for (let i = 0; i < n; i++) {

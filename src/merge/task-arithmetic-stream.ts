@@ -11,7 +11,15 @@ import { bernoulliFill, type Key64, MagnitudeSelect, topKMaskChunk } from "../te
 import { WASM_MAX_MODELS, wasmArena } from "../wasm/arena.js";
 import { bool, num, resolveParams } from "./params.js";
 import { maskStreamKey } from "./random.js";
-import { addL1Sums, type L1Sums, l1After, magnitudeKeepCount, newL1Sums, rescaleFromNorms } from "./sparsify.js";
+import {
+  addL1Sums,
+  type L1Sums,
+  l1After,
+  l1Before,
+  magnitudeKeepCount,
+  newL1Sums,
+  rescaleFromNorms,
+} from "./sparsify.js";
 import {
   combineConsensus,
   combineSum,
@@ -116,14 +124,14 @@ export function streamTaskArithmetic(o: TaskArithmeticOptions, input: StreamInpu
         if (m.kind === "random") {
           if (pass === 0 && rescale) {
             const d = deltaOf(chunk.models[i]!, b);
-            addL1Sums(d, bernoulliFill(m.key, m.p, maskOf(i, d.length), chunk.start), m.sums);
+            addL1Sums(d, bernoulliFill(m.key, m.p, maskOf(i, d.length), chunk.start), m.sums, chunk.start);
           }
           return;
         }
         const d = deltaOf(chunk.models[i]!, b);
         if (pass === 0) m.select.countHigh(d);
         else if (pass === 1) m.select.countLow(d);
-        else addL1Sums(d, topKMaskChunk(d, m.key, m.tie, maskOf(i, d.length)), m.sums);
+        else addL1Sums(d, topKMaskChunk(d, m.key, m.tie, maskOf(i, d.length)), m.sums, chunk.start);
       });
     },
     endPass(pass: number): void {
@@ -139,7 +147,7 @@ export function streamTaskArithmetic(o: TaskArithmeticOptions, input: StreamInpu
       resetTies();
       if (pass === passes - 1 && rescale) {
         models.forEach((m, i) => {
-          if (m.kind !== "dense") scales[i] = rescaleFromNorms(m.sums.before, l1After(m.sums));
+          if (m.kind !== "dense") scales[i] = rescaleFromNorms(l1Before(m.sums), l1After(m.sums));
         });
       }
     },

@@ -1,18 +1,22 @@
 // The streaming task-arithmetic merge (task-arithmetic-stream.ts) on WebAssembly SIMD kernels, for chunks that
-// live in the wasm arena (the engine's buffers). Same passes, same statistics, same output bits:
+// live in the wasm arena (the engine's buffers). Same statistics, same output bits as the whole-tensor merge.
+// Passes, for magnitude (top-k) models, after a sample of the tensor (sampleSize elements) has been seen:
 //
-//   pass 0: |delta| high-bits histograms (magnitude); L1 sums under the drawn mask (random, rescale)
-//   pass 1: low-bits histograms inside each threshold bin -> threshold key and how many ties to keep
-//   pass 2: L1 sums under the top-k mask (magnitude, rescale)
+//   band:   the sample's keys of |delta| at quantiles around the threshold's bound a band that holds it with near
+//           certainty; one pass counts the keys below the band and gathers those inside it, and the exact threshold
+//           key (and how many ties to keep) is selected among the gathered keys
+//   hi, lo: only when the band missed the threshold (or gathered too much): high-bits histograms, then low-bits
+//           histograms inside the threshold bin, as a radix select over the whole tensor
+//   sums:   L1 sums under the keep-masks (rescale: random masks drawn, or top-k masks)
 //   emit:   keep-masks (top-k, or Bernoulli draws), then the sign-consensus or plain combine
 //
-// Deltas are never stored: every kernel recomputes x - b from the chunk (one float32 subtraction per element).
-// All arena memory (histograms, masks, L1 accumulators) is allocated here, when the stream is created; views are
-// taken per call, after which nothing allocates (see arena.ts).
+// Without a sample the passes are hi, lo, sums. Deltas are never stored: every kernel recomputes x - b from the
+// chunk (one float32 subtraction per element). Arena memory is allocated when the stream is created, and the
+// gathered-key buffers when the sample arrives; views are taken per call (see arena.ts).
 
 import type { Key64 } from "../tensor/kernels.js";
 import type { WasmArena } from "../wasm/arena.js";
-import { type L1Sums, l1After, rescaleFromNorms } from "./sparsify.js";
+import { type L1Sums, l1After, l1Before, rescaleFromNorms } from "./sparsify.js";
 import type { StreamChunk, StreamingMerge } from "./types.js";
 
 export type WasmModel =
@@ -33,9 +37,13 @@ export interface WasmStreamOptions {
 }
 
 const HI_BINS = 1 << 15;
+/** Elements of the sample the band is taken from (sample quantiles of |delta|; see bandOf). */
+const SAMPLE_SIZE = 1 << 16;
 /** Bytes of bit-packed Bernoulli masks kept from the statistics pass for the output pass (drawing costs more). */
 const MASK_CACHE_BYTES = 16 << 20;
 const LO_BINS = 1 << 16;
+/** float64s per model of the L1 accumulators: before[4], after[4], infKept. */
+const REC = 9;
 
 interface Sel {
   hist: number;
@@ -45,22 +53,51 @@ interface Sel {
   key: number;
   take: number;
   tieLeft: number;
+  /** Band search: keys [bandLo, bandHi], gathered at `keys` (up to `cap`), { below, gathered } u32 at `counts`. */
+  bandLo: number;
+  bandHi: number;
+  keys: number;
+  cap: number;
+  counts: number;
+  bandBelow: number;
+  /** Threshold known (key and take final). */
+  settled: boolean;
 }
+
+type Phase = "band" | "hi" | "lo" | "sums";
 
 export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): StreamingMerge {
   const k = o.models.length;
   const n = o.n;
   const anyMagnitude = o.models.some((m) => m.kind === "magnitude");
   const anyRandom = o.models.some((m) => m.kind === "random");
-  const passes = anyMagnitude ? (o.rescale ? 3 : 2) : o.rescale && anyRandom ? 1 : 0;
+  /** TIES with three models: the emit pass selects the top-k entries inside the combine kernel (no mask pass). */
+  const fusedTopK = o.consensus && k === 3 && anyMagnitude && !anyRandom;
+  const sums: Phase[] = o.rescale && (anyMagnitude || anyRandom) ? ["sums"] : [];
+  let phases: Phase[] = anyMagnitude ? ["hi", "lo", ...sums] : sums;
   const sels: (Sel | null)[] = o.models.map((m) =>
     m.kind === "magnitude"
-      ? { hist: a.alloc(HI_BINS * 4), lo: a.alloc(LO_BINS * 4), bin: 0, below: 0, key: 0, take: m.take, tieLeft: 0 }
+      ? {
+          hist: a.alloc(HI_BINS * 4),
+          lo: a.alloc(LO_BINS * 4),
+          bin: 0,
+          below: 0,
+          key: 0,
+          take: m.take,
+          tieLeft: 0,
+          bandLo: 0,
+          bandHi: 0,
+          keys: 0,
+          cap: 0,
+          counts: a.alloc(8),
+          bandBelow: 0,
+          settled: false,
+        }
       : null,
   );
   for (const s of sels) if (s !== null) a.u32(s.hist, HI_BINS).fill(0);
   const masks = o.models.map((m) => (m.kind === "dense" ? 0 : a.alloc(o.maxChunk)));
-  const acc = a.alloc(24 * k); // float64 { before, after, infKept } per model
+  const acc = a.alloc(8 * REC * k); // float64 { before[4], after[4], infKept } per model (sparsify.ts's lanes)
   // Random masks drawn for the L1 sums are kept, as bits, for the output pass: chunk c at c * chunkBits.
   const randomIds = o.models.flatMap((m, i) => (m.kind === "random" ? [i] : []));
   const chunkBits = Math.ceil(o.maxChunk / 128) * 16;
@@ -74,7 +111,7 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
     const c = chunk.start / o.maxChunk;
     return c < keptChunks ? maskCache[i]! + c * chunkBits : -1;
   };
-  a.f64(acc, 3 * k).fill(0);
+  a.f64(acc, REC * k).fill(0);
   const scales = o.models.map(() => 1);
 
   const resetTies = () => {
@@ -105,48 +142,95 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
   /** L1 sums of every sparsified model under its mask for this chunk (masks already filled), three at a time. */
   const addSums = (ids: readonly number[], chunk: StreamChunk, len: number): void => {
     const tmp = a.scratch;
+    // The kernel's lane j takes local index j mod 4; globally that is lane (start + j) mod 4.
+    const rot = chunk.start & 3;
     for (let g = 0; g < ids.length; g += 3) {
       // A group of fewer than three repeats its first model in the spare slots (their sums are discarded).
       const group = [0, 1, 2].map((j) => ids[g + j] ?? ids[g]!);
       const real = Math.min(3, ids.length - g);
-      const f = a.f64(tmp, 9);
-      const all = a.f64(acc, 3 * k);
+      const f = a.f64(tmp, 3 * REC);
+      const all = a.f64(acc, REC * k);
       group.forEach((id, j) => {
-        f.set(all.subarray(3 * id, 3 * id + 3), 3 * j);
+        for (let lane = 0; lane < 4; lane++) {
+          f[REC * j + lane] = all[REC * id + ((rot + lane) & 3)]!;
+          f[REC * j + 4 + lane] = all[REC * id + 4 + ((rot + lane) & 3)]!;
+        }
+        f[REC * j + 8] = all[REC * id + 8]!;
       });
       const r = chunk.bf16;
       const x = group.map((id) => (r !== undefined ? r.models[id]! : chunk.models[id]!).byteOffset);
       const m = group.map((id) => masks[id]!);
       if (r !== undefined) a.k.l1_sums3_bf16(x[0]!, m[0]!, x[1]!, m[1]!, x[2]!, m[2]!, r.base.byteOffset, len, tmp);
       else a.k.l1_sums3(x[0]!, m[0]!, x[1]!, m[1]!, x[2]!, m[2]!, chunk.base!.byteOffset, len, tmp);
-      const f2 = a.f64(tmp, 9);
-      const all2 = a.f64(acc, 3 * k);
-      for (let j = 0; j < real; j++) all2.set(f2.subarray(3 * j, 3 * j + 3), 3 * group[j]!);
+      const f2 = a.f64(tmp, 3 * REC);
+      const all2 = a.f64(acc, REC * k);
+      for (let j = 0; j < real; j++) {
+        const id = group[j]!;
+        for (let lane = 0; lane < 4; lane++) {
+          all2[REC * id + ((rot + lane) & 3)] = f2[REC * j + lane]!;
+          all2[REC * id + 4 + ((rot + lane) & 3)] = f2[REC * j + 4 + lane]!;
+        }
+        all2[REC * id + 8] = f2[REC * j + 8]!;
+      }
     }
   };
 
   return {
-    passes,
     // Three models with consensus: every kernel used has a bf16 variant (raw chunks, no decoding).
     rawBf16: o.consensus && k === 3,
+    get passes(): number {
+      return phases.length;
+    },
+    sampleSize: anyMagnitude ? SAMPLE_SIZE : 0,
+    sample(chunk: StreamChunk): void {
+      const m = chunk.base!.length;
+      if (m === 0) return;
+      const r = chunk.bf16;
+      const bands: Band[] = [];
+      for (let i = 0; i < k; i++) {
+        const s = sels[i];
+        if (s === null || s === undefined) continue;
+        const x = r !== undefined ? r.models[i]!.byteOffset : chunk.models[i]!.byteOffset;
+        const xb = r !== undefined ? r.base.byteOffset : chunk.base!.byteOffset;
+        bands[i] = bandOf(a, s, r !== undefined, x, xb, m, (n - s.take) / n);
+      }
+      // Views of the sample are dead from here: the gathered-key buffers grow the arena.
+      sels.forEach((s, i) => {
+        if (s === null) return;
+        const band = bands[i]!;
+        s.bandLo = band.lo;
+        s.bandHi = band.hi;
+        s.cap = Math.min(n, Math.ceil(n * band.share) + 4096);
+        s.keys = a.alloc((s.cap + 4) * 4);
+        s.bandBelow = 0;
+      });
+      for (const s of sels) if (s !== null) a.u32(s.counts, 2).fill(0);
+      phases = ["band", ...sums];
+    },
     observe(pass: number, chunk: StreamChunk): void {
+      const phase = phases[pass];
       const r = chunk.bf16;
       const b = chunk.base!.byteOffset;
       const len = chunk.base!.length;
-      if (pass === 0 || pass === 1) {
+      if (phase === "band" || phase === "hi" || phase === "lo") {
         for (let i = 0; i < k; i++) {
           const s = sels[i];
-          if (s === null || s === undefined) continue;
-          if (r !== undefined) {
-            const x = r.models[i]!.byteOffset;
-            if (pass === 0) a.k.delta_hist_hi_bf16(x, r.base.byteOffset, len, s.hist);
-            else a.k.delta_hist_lo_bf16(x, r.base.byteOffset, len, s.bin, s.lo);
-          } else if (pass === 0) a.k.delta_hist_hi(chunk.models[i]!.byteOffset, b, len, s.hist);
-          else a.k.delta_hist_lo(chunk.models[i]!.byteOffset, b, len, s.bin, s.lo);
+          if (s === null || s === undefined || s.settled) continue;
+          const x = r !== undefined ? r.models[i]!.byteOffset : chunk.models[i]!.byteOffset;
+          const xb = r !== undefined ? r.base.byteOffset : b;
+          if (phase === "band") {
+            if (r !== undefined)
+              a.k.delta_band_bf16(x, xb, len, s.bandLo, s.bandHi, s.keys, s.cap, s.counts, a.packTable);
+            else a.k.delta_band(x, xb, len, s.bandLo, s.bandHi, s.keys, s.cap, s.counts, a.packTable);
+            s.bandBelow += a.u32(s.counts, 1)[0]!;
+          } else if (phase === "hi") {
+            if (r !== undefined) a.k.delta_hist_hi_bf16(x, xb, len, s.hist);
+            else a.k.delta_hist_hi(x, xb, len, s.hist);
+          } else if (r !== undefined) a.k.delta_hist_lo_bf16(x, xb, len, s.bin, s.lo);
+          else a.k.delta_hist_lo(x, xb, len, s.bin, s.lo);
         }
       }
-      const sumPass = anyMagnitude ? 2 : 0;
-      if (pass === sumPass && o.rescale) {
+      if (phase === "sums") {
         const ids: number[] = [];
         for (let i = 0; i < k; i++) {
           if (o.models[i]!.kind === "dense") continue;
@@ -157,10 +241,23 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
       }
     },
     endPass(pass: number): void {
+      const phase = phases[pass];
       for (const s of sels) {
-        if (s === null) continue;
-        if (pass === 0) {
-          const pos = n - s.take; // ascending position of the threshold
+        if (s === null || s.settled) continue;
+        const pos = n - s.take; // ascending position of the threshold
+        if (phase === "band") {
+          const gathered = a.u32(s.counts, 2)[1]!;
+          if (gathered <= s.cap && s.bandBelow <= pos && pos < s.bandBelow + gathered) {
+            const t = selectKey(a, s, gathered, pos - s.bandBelow);
+            s.key = t.key;
+            s.take = s.take - (n - s.bandBelow - t.below - t.equal);
+            s.settled = true;
+          } else {
+            // The band missed: radix-select over the whole tensor in two more passes.
+            a.u32(s.hist, HI_BINS).fill(0);
+            if (phases[pass + 1] !== "hi") phases = ["band", "hi", "lo", ...sums];
+          }
+        } else if (phase === "hi") {
           const hist = a.u32(s.hist, HI_BINS);
           let below = 0;
           let bin = 0;
@@ -172,8 +269,7 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
           s.bin = bin;
           s.below = below;
           a.u32(s.lo, LO_BINS).fill(0);
-        } else if (pass === 1) {
-          const pos = n - s.take;
+        } else if (phase === "lo") {
           const lo = a.u32(s.lo, LO_BINS);
           let below = s.below;
           let l = 0;
@@ -184,15 +280,20 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
           }
           s.key = ((s.bin << 16) | l) >>> 0;
           s.take = s.take - (n - below - lo[l]!); // ties at the threshold kept, in index order
+          s.settled = true;
         }
       }
       resetTies();
-      if (pass === passes - 1 && o.rescale) {
-        const all = a.f64(acc, 3 * k);
+      if (pass === phases.length - 1 && o.rescale) {
+        const all = a.f64(acc, REC * k);
         o.models.forEach((m, i) => {
           if (m.kind === "dense") return;
-          const sums: L1Sums = { before: all[3 * i]!, after: all[3 * i + 1]!, infKept: all[3 * i + 2] === 1 };
-          scales[i] = rescaleFromNorms(sums.before, l1After(sums));
+          const sums: L1Sums = {
+            before: all.slice(REC * i, REC * i + 4),
+            after: all.slice(REC * i + 4, REC * i + 8),
+            infKept: all[REC * i + 8] === 1,
+          };
+          scales[i] = rescaleFromNorms(l1Before(sums), l1After(sums));
         });
       }
     },
@@ -200,11 +301,43 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
       emitting = true;
       const b = chunk.base!;
       const len = b.length;
+      const r = chunk.bf16;
+      if (fusedTopK) {
+        // Top-k masks computed inside the combine (thresholds and ties left per model; -1 keeps everything).
+        const table = a.scratch;
+        const u = a.u32(table, 12);
+        const f = a.f32(table, 12);
+        const sel = a.i32(table + 64, 6);
+        for (let i = 0; i < 3; i++) {
+          const s = sels[i];
+          u[4 * i] = (r !== undefined ? r.models[i]! : chunk.models[i]!).byteOffset;
+          u[4 * i + 1] = 0;
+          f[4 * i + 2] = scales[i]!;
+          f[4 * i + 3] = o.w[i]!;
+          sel[i] = s === null || s === undefined ? -1 : s.key;
+          sel[3 + i] = s === null || s === undefined ? 0 : s.tieLeft;
+        }
+        if (r !== undefined)
+          a.k.ta_consensus3_topk_bf16(
+            r.base.byteOffset,
+            table,
+            table + 64,
+            +o.normalize,
+            o.lambda,
+            out.byteOffset,
+            len,
+          );
+        else a.k.ta_consensus3_topk(b.byteOffset, table, table + 64, +o.normalize, o.lambda, out.byteOffset, len);
+        const left = a.i32(table + 64, 6);
+        sels.forEach((s, i) => {
+          if (s !== null) s.tieLeft = left[3 + i]!;
+        });
+        return;
+      }
       const ptrs = o.models.map((m, i) => (m.kind === "dense" ? 0 : maskOf(i, chunk, len)));
       const table = a.scratch;
       const u = a.u32(table, 4 * k);
       const f = a.f32(table, 4 * k);
-      const r = chunk.bf16;
       for (let i = 0; i < k; i++) {
         u[4 * i] = (r !== undefined ? r.models[i]! : chunk.models[i]!).byteOffset;
         u[4 * i + 1] = ptrs[i]!;
@@ -244,4 +377,78 @@ function drawMask(a: WasmArena, key: Key64, p: number, start: number, len: numbe
     a.k.bernoulli(key.k0, k1, c >>> 0, threshold, mask + i, end - i);
     i = end;
   }
+}
+
+interface Band {
+  lo: number;
+  hi: number;
+  /** Share of the tensor the gather buffer should hold. */
+  share: number;
+}
+
+/**
+ * The band of keys to gather for a threshold at quantile q, from an m-element sample (x, b pointers; raw bf16 or
+ * float32): the sample's keys at quantiles q -+ (4 standard errors + 2 / m), found with the selection's own two
+ * histogram levels (s.hist, s.lo). The buffer is sized for the sample's share of the band plus 4 standard errors
+ * of it (keys can be heavy: bf16 deltas take few values).
+ */
+function bandOf(a: WasmArena, s: Sel, bf16: boolean, x: number, b: number, m: number, q: number): Band {
+  const hist = a.u32(s.hist, HI_BINS).fill(0);
+  if (bf16) a.k.delta_hist_hi_bf16(x, b, m, s.hist);
+  else a.k.delta_hist_hi(x, b, m, s.hist);
+  /** The sample's key of ascending rank `rank`, and how many sample keys are below it / equal to it. */
+  const keyAt = (rank: number): { key: number; below: number; equal: number } => {
+    let below = 0;
+    let bin = 0;
+    for (; bin < HI_BINS - 1; bin++) {
+      const c = hist[bin]!;
+      if (below + c > rank) break;
+      below += c;
+    }
+    a.u32(s.lo, LO_BINS).fill(0);
+    if (bf16) a.k.delta_hist_lo_bf16(x, b, m, bin, s.lo);
+    else a.k.delta_hist_lo(x, b, m, bin, s.lo);
+    const lo = a.u32(s.lo, LO_BINS);
+    let l = 0;
+    for (; l < LO_BINS - 1; l++) {
+      const c = lo[l]!;
+      if (below + c > rank) break;
+      below += c;
+    }
+    return { key: ((bin << 16) | l) >>> 0, below, equal: lo[l]! };
+  };
+  const spread = 4 * Math.sqrt((q * (1 - q)) / m) + 2 / m;
+  const rLo = Math.floor((q - spread) * m);
+  const rHi = Math.ceil((q + spread) * m);
+  const lo = rLo < 0 ? { key: 0, below: 0, equal: 0 } : keyAt(rLo);
+  const hi = rHi >= m ? { key: 0x7fffffff, below: m, equal: 0 } : keyAt(rHi);
+  const f = (hi.below + hi.equal - lo.below) / m;
+  return { lo: lo.key, hi: hi.key, share: Math.min(1, f + 4 * Math.sqrt((f * (1 - f)) / m) + 2 / m) };
+}
+
+/**
+ * The key of ascending rank r among the g gathered keys at `keys`, and how many of them are below it and equal to
+ * it: two radix levels (16 high bits, then 16 low bits inside the chosen bin), on s.hist / s.lo.
+ */
+function selectKey(a: WasmArena, s: Sel, g: number, r: number): { key: number; below: number; equal: number } {
+  a.u32(s.hist, HI_BINS).fill(0);
+  a.k.keys_hist_hi(s.keys, g, s.hist);
+  const hi = a.u32(s.hist, HI_BINS);
+  let below = 0;
+  let bin = 0;
+  for (; bin < HI_BINS - 1; bin++) {
+    const c = hi[bin]!;
+    if (below + c > r) break;
+    below += c;
+  }
+  a.u32(s.lo, LO_BINS).fill(0);
+  a.k.keys_hist_lo(s.keys, g, bin, s.lo);
+  const lo = a.u32(s.lo, LO_BINS);
+  let l = 0;
+  for (; l < LO_BINS - 1; l++) {
+    const c = lo[l]!;
+    if (below + c > r) break;
+    below += c;
+  }
+  return { key: ((bin << 16) | l) >>> 0, below, equal: lo[l]! };
 }

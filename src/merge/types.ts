@@ -152,8 +152,18 @@ export interface StreamChunk {
 
 /** A merge run as passes over chunks; see {@link MergeMethodSpec.streaming}. */
 export interface StreamingMerge {
-  /** Statistic passes before the output pass (0: emit straight away). */
+  /**
+   * Statistic passes before the output pass (0: emit straight away). It may change in `sample` and grow in
+   * `endPass` (a pass that finds its shortcut failed asks for more), so the engine reads it after each pass.
+   */
   readonly passes: number;
+  /**
+   * Elements this stream would like to see, spread over the tensor (sample.ts), before pass 0; 0 or absent: none.
+   * The stream works without it too (in more passes).
+   */
+  readonly sampleSize?: number;
+  /** The sample: the runs at sampleStarts(numel, sampleSize), concatenated (`start` is 0). */
+  sample?(chunk: StreamChunk): void;
   /**
    * This stream reads `StreamChunk.bf16` whenever it is given, so the engine may skip decoding the float32
    * `models` / `base` (whose contents are then unspecified, their lengths still right).

@@ -48,6 +48,48 @@ export interface KernelExports {
   delta_hist_hi_bf16(x: number, b: number, n: number, hist: number): void;
   delta_hist_lo_bf16(x: number, b: number, n: number, bin: number, lo: number): void;
   delta_topk_mask_bf16(x: number, b: number, n: number, key: number, left: number, mask: number): number;
+  ta_consensus3_topk(
+    b: number,
+    models: number,
+    sel: number,
+    normalize: number,
+    lambda: number,
+    out: number,
+    n: number,
+  ): void;
+  ta_consensus3_topk_bf16(
+    b: number,
+    models: number,
+    sel: number,
+    normalize: number,
+    lambda: number,
+    out: number,
+    n: number,
+  ): void;
+  keys_hist_hi(keys: number, n: number, hist: number): void;
+  keys_hist_lo(keys: number, n: number, bin: number, lo: number): void;
+  delta_band(
+    x: number,
+    b: number,
+    n: number,
+    lo: number,
+    hi: number,
+    keys: number,
+    cap: number,
+    counts: number,
+    pack: number,
+  ): void;
+  delta_band_bf16(
+    x: number,
+    b: number,
+    n: number,
+    lo: number,
+    hi: number,
+    keys: number,
+    cap: number,
+    counts: number,
+    pack: number,
+  ): void;
   l1_sums3_bf16(
     x0: number,
     m0: number,
@@ -98,6 +140,11 @@ export class WasmArena {
   readonly k: KernelExports;
   /** The f16 -> f32 table for decode_f16. */
   readonly f16Table: number;
+  /**
+   * 16 byte shuffles for i8x16.swizzle, one per 4-bit lane mask: the masked 32-bit lanes moved to the front in
+   * order (delta_band's compaction).
+   */
+  readonly packTable: number;
   private top: number;
 
   constructor(wa: WasmApi, module: WasmModule) {
@@ -110,6 +157,16 @@ export class WasmArena {
     const table = f16Table32();
     const dst = this.f32(this.f16Table, 65536);
     for (let i = 0; i < 65536; i++) dst[i] = table[i]!;
+    this.packTable = this.alloc(256);
+    const pack = this.u8(this.packTable, 256).fill(0x80); // out-of-range indices select 0
+    for (let mask = 0; mask < 16; mask++) {
+      let to = 0;
+      for (let lane = 0; lane < 4; lane++) {
+        if (((mask >> lane) & 1) === 0) continue;
+        for (let byte = 0; byte < 4; byte++) pack[16 * mask + 4 * to + byte] = 4 * lane + byte;
+        to++;
+      }
+    }
   }
 
   /** `bytes` of arena memory, 64-byte aligned; grows the memory (detaching earlier views) when needed. */
@@ -150,6 +207,10 @@ export class WasmArena {
 
   u32(p: number, n: number): Uint32Array {
     return new Uint32Array(this.memory.buffer, p, n);
+  }
+
+  i32(p: number, n: number): Int32Array {
+    return new Int32Array(this.memory.buffer, p, n);
   }
 
   f64(p: number, n: number): Float64Array {

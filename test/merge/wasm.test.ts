@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { getMethod } from "../../src/merge/registry.js";
+import { SAMPLE_RUN, sampleStarts } from "../../src/merge/sample.js";
 import type { ParamValues, StreamingMerge } from "../../src/merge/types.js";
 import { decodeToF32, encodeFromF32 } from "../../src/tensor/convert.js";
 import { type WasmArena, wasmArena, wasmFor } from "../../src/wasm/arena.js";
@@ -239,7 +240,12 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
           models: models.map((data) => ({ data, shape: [n] })),
           base: { data: base, shape: [n] },
         });
-        for (const chunk of [1000, 4096, n]) {
+        for (const [chunk, sampled] of [
+          [1000, true],
+          [1001, true],
+          [4096, false],
+          [n, true],
+        ] as const) {
           const mark = a.mark();
           const stream = m.streaming!({
             tensorName: "t",
@@ -253,12 +259,60 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
             wasmChunk: chunk,
           })!;
           const outPtr = a.alloc(chunk * 4);
+          if (sampled) giveSample(a, stream, base, models); // (allocates: before the views below)
           const arr = inArena(a, [base, ...models]);
           const got = runStream(stream, arr[0]!, arr.slice(1), chunk, () => a.f32(outPtr, chunk));
-          bitsEqual(got, whole.data, `${method} ${JSON.stringify(params)} k=${k} chunk=${chunk} specials=${rate}`);
+          const what = `${method} ${JSON.stringify(params)} k=${k} chunk=${chunk} sampled=${sampled} specials=${rate}`;
+          bitsEqual(got, whole.data, what);
+          // A representative sample settles every threshold in the band pass: no radix passes after it.
+          if (sampled && method === "ties") assert.equal(stream.passes, params.rescale === true ? 2 : 1, what);
           a.release(mark);
         }
       }
+    }
+  });
+
+  it("a sample that misleads the band search (threshold outside the band, or too many keys in it) costs passes, not bits", () => {
+    const n = 20000;
+    const r = rng(5);
+    const base = new Float32Array(n).map(() => (r() - 0.5) * 0.1);
+    // |delta| crowded into [0.499, 0.501] (and a few far ones), the threshold among them
+    const models = [0, 1, 2].map((j) =>
+      base.map((b, i) => b + (i % 97 === j ? 3 : 0.5 + (r() - 0.5) * 0.002) * (r() < 0.5 ? -1 : 1)),
+    );
+    const modelParams = [0.5, 0.3, 0.7].map((density) => ({ weight: 0.5, density }));
+    const m = getMethod("ties");
+    const whole = m.merge({
+      tensorName: "t",
+      modelParams,
+      seed: 9,
+      models: models.map((data) => ({ data, shape: [n] })),
+      base: { data: base, shape: [n] },
+    });
+    const samples: [string, (x: number) => number][] = [
+      ["zero deltas (band [0, 0])", () => 0],
+      ["deltas spread over [0, 1] (band holds ~1% of the sample, most of the tensor)", (x) => x],
+    ];
+    for (const [what, delta] of samples) {
+      const mark = a.mark();
+      const stream = m.streaming!({
+        tensorName: "t",
+        numel: n,
+        shape: [n],
+        models: 3,
+        hasBase: true,
+        modelParams,
+        wasmChunk: 4096,
+      })!;
+      const outPtr = a.alloc(4096 * 4);
+      const sampleModels = [0, 1, 2].map(() => new Float32Array(n).map(() => delta(r())));
+      giveSample(a, stream, new Float32Array(n), sampleModels);
+      const arr = inArena(a, [base, ...models]);
+      assert.equal(stream.passes, 1, "one band pass planned after the sample");
+      const got = runStream(stream, arr[0]!, arr.slice(1), 4096, () => a.f32(outPtr, 4096));
+      assert.equal(stream.passes, 3, `${what}: the band missed, so the radix passes ran`);
+      bitsEqual(got, whole.data, what);
+      a.release(mark);
     }
   });
 
@@ -381,4 +435,24 @@ function runStream(
     out.set(o, start);
   }
   return out;
+}
+
+/**
+ * Hand the stream the sample it asks for (the runs at sampleStarts, as the engine reads them) from these arrays.
+ * Allocates in the arena (so do it before taking views that must stay valid).
+ */
+function giveSample(a: WasmArena, stream: StreamingMerge, base: Float32Array, models: Float32Array[]): void {
+  const wanted = stream.sampleSize ?? 0;
+  if (wanted === 0 || stream.sample === undefined) return;
+  const n = base.length;
+  const starts = sampleStarts(n, wanted);
+  const m = starts.length * SAMPLE_RUN;
+  const ptrs = [base, ...models].map(() => a.alloc(m * 4));
+  const views = ptrs.map((p) => a.f32(p, m));
+  [base, ...models].forEach((x, i) => {
+    starts.forEach((start, j) => {
+      views[i]!.set(x.subarray(start, start + SAMPLE_RUN), j * SAMPLE_RUN);
+    });
+  });
+  stream.sample({ start: 0, base: views[0]!, models: views.slice(1) });
 }
