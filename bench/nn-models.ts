@@ -58,8 +58,8 @@ export function cnn(seed = 1): BenchModel {
         activation: "relu",
         inputGradient: false,
       });
-      const h2 = conv2d(h1, k2 as tf.Tensor as tf.Tensor4D, b2, { activation: "relu" });
-      const p = tf.maxPool(h2, 2, 2, "valid");
+      // conv + relu + 2x2 max-pool: one kernel in inference on the fusionkit backend, two ops otherwise
+      const p = conv2d(h1, k2 as tf.Tensor as tf.Tensor4D, b2, { activation: "relu", maxPool: 2 });
       return dense(tf.reshape(p, [-1, flat]), w, b);
     },
   };

@@ -1010,3 +1010,43 @@ export function bias_relu(p: usize, bias: usize, n: i32, len: i32): void {
     }
   }
 }
+
+/**
+ * k x k max pooling with stride k over one [H, W, C] block at src, into [H / k, W / k, C] at dst (sizes floored):
+ * each window's first maximum in row-major order (m = v > m ? v : m, as tfjs's cpu kernel; a NaN wins only where
+ * it comes first). Channels four at a time, the rest one by one.
+ */
+export function max_pool(src: usize, H: i32, W: i32, C: i32, k: i32, dst: usize): void {
+  const OH = H / k;
+  const OW = W / k;
+  let o: usize = dst;
+  for (let oh = 0; oh < OH; oh++) {
+    for (let ow = 0; ow < OW; ow++) {
+      const first = src + ((<usize>(oh * k * W + ow * k) * <usize>C) << 2);
+      let c = 0;
+      for (; c + 4 <= C; c += 4) {
+        const at = first + (<usize>c << 2);
+        let m = v128.load(at);
+        for (let kh = 0; kh < k; kh++) {
+          for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
+            m = f32x4.pmax(m, v128.load(at + ((<usize>(kh * W + kw) * <usize>C) << 2)));
+          }
+        }
+        v128.store(o, m);
+        o += 16;
+      }
+      for (; c < C; c++) {
+        const at = first + (<usize>c << 2);
+        let m = load<f32>(at);
+        for (let kh = 0; kh < k; kh++) {
+          for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
+            const v = load<f32>(at + ((<usize>(kh * W + kw) * <usize>C) << 2));
+            if (v > m) m = v;
+          }
+        }
+        store<f32>(o, m);
+        o += 4;
+      }
+    }
+  }
+}

@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { FUSION_BACKEND } from "./backend.js";
+import { CONV_RELU_MAX_POOL_KERNEL } from "./kernels/conv-pool.js";
 import { GELU_GRAD_KERNEL, GELU_KERNEL } from "./kernels/gelu.js";
 import { RELU_GRAD_BIAS_KERNEL, RELU_GRAD_KERNEL } from "./kernels/relu-grad.js";
 
@@ -59,14 +60,47 @@ export interface Conv2DOptions {
    * the Conv2DBackpropInput that tfjs's fused conv gradient always computes.
    */
   inputGradient?: boolean;
+  /**
+   * A k x k max-pool with stride k ("valid") after the activation. Inference with relu and a per-channel bias on the
+   * fusionkit backend runs conv, bias, relu and pool as one kernel (the full-size activation is never written out);
+   * otherwise conv2d then tf.maxPool.
+   */
+  maxPool?: number;
 }
 
-/** NHWC conv2d with an HWIO filter, plus bias and activation. */
+/** NHWC conv2d with an HWIO filter, plus bias and activation (and optionally a max-pool). */
 export function conv2d(
   x: tf.Tensor4D,
   filter: tf.Tensor4D,
   bias?: tf.Tensor,
   options: Conv2DOptions = {},
+): tf.Tensor4D {
+  const k = options.maxPool;
+  if (k === undefined) return conv2dOnly(x, filter, bias, options);
+  const { strides = 1, pad = "valid", dilations = 1, activation = "linear" } = options;
+  const undilated = dilations === 1 || (Array.isArray(dilations) && dilations[0] === 1 && dilations[1] === 1);
+  if (
+    !recording() &&
+    activation === "relu" &&
+    undilated &&
+    bias !== undefined &&
+    bias.size === filter.shape[3] &&
+    tf.getBackend() === FUSION_BACKEND &&
+    x.dtype === "float32"
+  ) {
+    const attrs = { strides, pad, dataFormat: "NHWC", dilations: 1, poolSize: k };
+    return tf
+      .engine()
+      .runKernel(CONV_RELU_MAX_POOL_KERNEL, { x, filter, bias }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+  }
+  return tf.maxPool(conv2dOnly(x, filter, bias, options), k, k, "valid");
+}
+
+function conv2dOnly(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  bias: tf.Tensor | undefined,
+  options: Conv2DOptions,
 ): tf.Tensor4D {
   const { strides = 1, pad = "valid", dilations = 1, activation = "linear", leakyreluAlpha = 0.2 } = options;
   const base = { x, filter, strides, pad, dilations, bias };

@@ -1,5 +1,6 @@
 import { describe, it } from "node:test";
 import * as tf from "@tensorflow/tfjs";
+import { conv2d } from "../../src/nn/layers.js";
 import { agrees, randn, sizeOf, withGrads } from "./compare.js";
 
 type Pad = "same" | "valid" | [[0, 0], [number, number], [number, number], [0, 0]];
@@ -202,4 +203,40 @@ describe("MaxPool and MaxPoolGrad", () => {
       ),
     );
   });
+});
+
+describe("conv2d with maxPool (one kernel in inference on the fusionkit backend)", () => {
+  const cases: {
+    x: [number, number, number, number];
+    f: [number, number, number, number];
+    pad: "same" | "valid";
+    k: number;
+    strides?: number;
+  }[] = [
+    { x: [3, 14, 14, 16], f: [3, 3, 16, 8], pad: "valid", k: 2 }, // row taps, whole-image chunks
+    { x: [2, 11, 13, 32], f: [3, 3, 32, 12], pad: "same", k: 3 }, // uncovered last rows and columns
+    { x: [40, 12, 12, 16], f: [3, 3, 16, 6], pad: "valid", k: 2 }, // several chunks of images
+    { x: [2, 9, 9, 3], f: [3, 3, 3, 5], pad: "same", k: 2 }, // too few values per filter row: unfused kernels
+    { x: [2, 10, 10, 16], f: [3, 3, 16, 4], pad: "valid", k: 2, strides: 2 },
+  ];
+  for (const [i, c] of cases.entries()) {
+    it(`x ${c.x} filter ${c.f} ${c.pad} strides ${c.strides ?? 1}, relu, pool ${c.k}: value, and gradients when taped`, async () => {
+      const b = randn(c.f[3], 70 + i);
+      const run = (x: tf.Tensor, f: tf.Tensor) =>
+        conv2d(x as tf.Tensor4D, f as tf.Tensor4D, tf.tensor1d(b), {
+          activation: "relu",
+          pad: c.pad,
+          strides: c.strides ?? 1,
+          maxPool: c.k,
+        });
+      const inputs: [Float32Array, number[]][] = [
+        [randn(sizeOf(c.x), 50 + i), c.x],
+        [randn(sizeOf(c.f), 60 + i, 0.3), c.f],
+      ];
+      await agrees(`conv pool ${i}`, () =>
+        run(tf.tensor(inputs[0][0], inputs[0][1]), tf.tensor(inputs[1][0], inputs[1][1])),
+      );
+      await agrees(`conv pool grads ${i}`, () => withGrads(run, inputs));
+    });
+  }
 });

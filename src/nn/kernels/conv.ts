@@ -13,7 +13,7 @@ import { applyActivation, FUSED_ACTIVATIONS } from "./activation.js";
 import { allFloat32, cpuKernel } from "./util.js";
 
 type Info = tf.backend_util.Conv2DInfo;
-type Shape4 = [number, number, number, number];
+export type Shape4 = [number, number, number, number];
 
 /** im2col chunk for forward and input-gradient GEMMs: 4 MB keeps OpenBLAS near 190 GFLOP/s (145 with 64 MB). */
 const CHUNK_FLOATS = 1 << 20;
@@ -22,7 +22,7 @@ const OUT_CHUNK_FLOATS = 1 << 18;
 /** The filter gradient reduces over the chunk's rows; OpenBLAS wants that dimension long (2x faster at 64 MB). */
 const FILTER_GRAD_CHUNK_FLOATS = 1 << 24;
 
-interface ConvAttrs {
+export interface ConvAttrs {
   strides: number | [number, number];
   pad: "same" | "valid" | number | tf.backend_util.ExplicitPadding;
   dataFormat?: "NHWC" | "NCHW";
@@ -34,7 +34,7 @@ interface ConvAttrs {
   filterShape?: Shape4;
 }
 
-function info(xShape: Shape4, filterShape: Shape4, a: ConvAttrs): Info {
+export function info(xShape: Shape4, filterShape: Shape4, a: ConvAttrs): Info {
   return tf.backend_util.computeConv2DInfo(
     xShape,
     filterShape,
@@ -158,7 +158,7 @@ function col2im(cols: Float32Array, c: Info, b0: number, b1: number, dx: Float32
 }
 
 /** Bias and activation applied to rows of the output while they are still in cache. */
-interface Epilogue {
+export interface Epilogue {
   bias: Float32Array | null;
   activation: string;
   alpha: number;
@@ -196,7 +196,7 @@ function biasRelu(y: Float32Array, b: Float32Array, n: number): void {
 }
 
 /** Row-tap convolution applies: stride 1 and no dilation down the rows, filter rows long enough for a GEMM's K. */
-function rowTaps(c: Info): boolean {
+export function rowTaps(c: Info): boolean {
   return c.strideHeight === 1 && c.dilationHeight === 1 && c.filterHeight > 1 && c.filterWidth * c.inChannels >= 32;
 }
 
@@ -204,7 +204,7 @@ function rowTaps(c: Info): boolean {
  * rows[(t - t0), ow, (kw, ci)] = x[b, hp - top, ow * sw - left + kw * dw, ci] for the padded input lines t = b * HP + hp,
  * t0 <= t < t1 (0 in the padding): the im2col of one filter row, shared by all FH filter rows.
  */
-function rowIm2col(x: Float32Array, c: Info, HP: number, t0: number, t1: number, rows: Float32Array): void {
+export function rowIm2col(x: Float32Array, c: Info, HP: number, t0: number, t1: number, rows: Float32Array): void {
   const { inHeight: H, inWidth: W, inChannels: C, outWidth: OW, filterWidth: FW } = c;
   const { strideWidth: sw, dilationWidth: dw } = c;
   const top = c.padInfo.top;
@@ -293,7 +293,7 @@ function convForwardRows(
   const K = FW * c.inChannels;
   const HP = OH + FH - 1;
   const lines = B * HP - (FH - 1); // the last image's FH - 1 dropped lines need no input
-  const per = Math.max(1, Math.floor(2048 / OW));
+  const per = Math.max(1, Math.floor(8192 / OW));
   const rows = be.pool.alloc((per + FH - 1) * OW * K);
   const lineLen = OW * N;
   // a per-channel bias with relu or no activation is applied in the copy out of the chunk; anything else afterwards
@@ -339,7 +339,7 @@ function convForwardRows(
  * y[B*OH*OW, CO] = cols(x) W, then the epilogue, chunk by chunk. A bias of one value per output channel rides in the
  * GEMM (a ones column in cols, the bias as an extra filter row), leaving only the activation for the epilogue.
  */
-function convForward(
+export function convForward(
   sgemm: Sgemm,
   be: FusionBackend,
   x: Float32Array,
@@ -396,7 +396,7 @@ function convForward(
  * A GEMM output chunk of `floats` in the wasm arena and the bias beside it: `biasRelu(len)` applies bias + ReLU to the
  * chunk's first len values in place (SIMD); `release` frees both. `out` is valid until then (no other arena use).
  */
-function arenaEpilogue(arena: WasmArena, floats: number, bias: Float32Array) {
+export function arenaEpilogue(arena: WasmArena, floats: number, bias: Float32Array) {
   const mark = arena.mark();
   const outP = arena.alloc(floats * 4);
   const biasP = arena.alloc(bias.length * 4);
