@@ -388,35 +388,18 @@ interface Band {
 
 /**
  * The band of keys to gather for a threshold at quantile q, from an m-element sample (x, b pointers; raw bf16 or
- * float32): the sample's keys at quantiles q -+ (4 standard errors + 2 / m), found with the selection's own two
- * histogram levels (s.hist, s.lo). The buffer is sized for the sample's share of the band plus 4 standard errors
+ * float32): the sample's keys at quantiles q -+ (4 standard errors + 2 / m), by radixSelect over the sample. The buffer is sized for the sample's share of the band plus 4 standard errors
  * of it (keys can be heavy: bf16 deltas take few values).
  */
 function bandOf(a: WasmArena, s: Sel, bf16: boolean, x: number, b: number, m: number, q: number): Band {
-  const hist = a.u32(s.hist, HI_BINS).fill(0);
-  if (bf16) a.k.delta_hist_hi_bf16(x, b, m, s.hist);
-  else a.k.delta_hist_hi(x, b, m, s.hist);
-  /** The sample's key of ascending rank `rank`, and how many sample keys are below it / equal to it. */
-  const keyAt = (rank: number): { key: number; below: number; equal: number } => {
-    let below = 0;
-    let bin = 0;
-    for (; bin < HI_BINS - 1; bin++) {
-      const c = hist[bin]!;
-      if (below + c > rank) break;
-      below += c;
-    }
-    a.u32(s.lo, LO_BINS).fill(0);
-    if (bf16) a.k.delta_hist_lo_bf16(x, b, m, bin, s.lo);
-    else a.k.delta_hist_lo(x, b, m, bin, s.lo);
-    const lo = a.u32(s.lo, LO_BINS);
-    let l = 0;
-    for (; l < LO_BINS - 1; l++) {
-      const c = lo[l]!;
-      if (below + c > rank) break;
-      below += c;
-    }
-    return { key: ((bin << 16) | l) >>> 0, below, equal: lo[l]! };
-  };
+  const keyAt = (rank: number) =>
+    radixSelect(
+      a,
+      s,
+      rank,
+      () => (bf16 ? a.k.delta_hist_hi_bf16(x, b, m, s.hist) : a.k.delta_hist_hi(x, b, m, s.hist)),
+      (bin) => (bf16 ? a.k.delta_hist_lo_bf16(x, b, m, bin, s.lo) : a.k.delta_hist_lo(x, b, m, bin, s.lo)),
+    );
   const spread = 4 * Math.sqrt((q * (1 - q)) / m) + 2 / m;
   const rLo = Math.floor((q - spread) * m);
   const rHi = Math.ceil((q + spread) * m);
@@ -426,13 +409,31 @@ function bandOf(a: WasmArena, s: Sel, bf16: boolean, x: number, b: number, m: nu
   return { lo: lo.key, hi: hi.key, share: Math.min(1, f + 4 * Math.sqrt((f * (1 - f)) / m) + 2 / m) };
 }
 
-/**
- * The key of ascending rank r among the g gathered keys at `keys`, and how many of them are below it and equal to
- * it: two radix levels (16 high bits, then 16 low bits inside the chosen bin), on s.hist / s.lo.
- */
+/** The key of ascending rank r among the g gathered keys at s.keys (see radixSelect). */
 function selectKey(a: WasmArena, s: Sel, g: number, r: number): { key: number; below: number; equal: number } {
+  return radixSelect(
+    a,
+    s,
+    r,
+    () => a.k.keys_hist_hi(s.keys, g, s.hist),
+    (bin) => a.k.keys_hist_lo(s.keys, g, bin, s.lo),
+  );
+}
+
+/**
+ * The key of ascending rank r among a set of keys, and how many keys are below it and equal to it, in two radix
+ * levels: `countHigh` fills s.hist with the 16 high bits of every key, `countLow(bin)` fills s.lo with the low bits
+ * of the keys in that bin (both histograms are zeroed here first).
+ */
+function radixSelect(
+  a: WasmArena,
+  s: Sel,
+  r: number,
+  countHigh: () => void,
+  countLow: (bin: number) => void,
+): { key: number; below: number; equal: number } {
   a.u32(s.hist, HI_BINS).fill(0);
-  a.k.keys_hist_hi(s.keys, g, s.hist);
+  countHigh();
   const hi = a.u32(s.hist, HI_BINS);
   let below = 0;
   let bin = 0;
@@ -442,7 +443,7 @@ function selectKey(a: WasmArena, s: Sel, g: number, r: number): { key: number; b
     below += c;
   }
   a.u32(s.lo, LO_BINS).fill(0);
-  a.k.keys_hist_lo(s.keys, g, bin, s.lo);
+  countLow(bin);
   const lo = a.u32(s.lo, LO_BINS);
   let l = 0;
   for (; l < LO_BINS - 1; l++) {
