@@ -258,28 +258,15 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
             if (phases[pass + 1] !== "hi") phases = ["band", "hi", "lo", ...sums];
           }
         } else if (phase === "hi") {
-          const hist = a.u32(s.hist, HI_BINS);
-          let below = 0;
-          let bin = 0;
-          for (; bin < HI_BINS; bin++) {
-            const c = hist[bin]!;
-            if (below + c > pos) break;
-            below += c;
-          }
-          s.bin = bin;
-          s.below = below;
+          const at = rankBin(a.u32(s.hist, HI_BINS), pos, 0);
+          s.bin = at.bin;
+          s.below = at.below;
           a.u32(s.lo, LO_BINS).fill(0);
         } else if (phase === "lo") {
           const lo = a.u32(s.lo, LO_BINS);
-          let below = s.below;
-          let l = 0;
-          for (; l < LO_BINS; l++) {
-            const c = lo[l]!;
-            if (below + c > pos) break;
-            below += c;
-          }
-          s.key = ((s.bin << 16) | l) >>> 0;
-          s.take = s.take - (n - below - lo[l]!); // ties at the threshold kept, in index order
+          const at = rankBin(lo, pos, s.below);
+          s.key = ((s.bin << 16) | at.bin) >>> 0;
+          s.take = s.take - (n - at.below - lo[at.bin]!); // ties at the threshold kept, in index order
           s.settled = true;
         }
       }
@@ -434,22 +421,24 @@ function radixSelect(
 ): { key: number; below: number; equal: number } {
   a.u32(s.hist, HI_BINS).fill(0);
   countHigh();
-  const hi = a.u32(s.hist, HI_BINS);
-  let below = 0;
-  let bin = 0;
-  for (; bin < HI_BINS - 1; bin++) {
-    const c = hi[bin]!;
-    if (below + c > r) break;
-    below += c;
-  }
+  const high = rankBin(a.u32(s.hist, HI_BINS), r, 0);
   a.u32(s.lo, LO_BINS).fill(0);
-  countLow(bin);
+  countLow(high.bin);
   const lo = a.u32(s.lo, LO_BINS);
-  let l = 0;
-  for (; l < LO_BINS - 1; l++) {
-    const c = lo[l]!;
+  const low = rankBin(lo, r, high.below);
+  return { key: ((high.bin << 16) | low.bin) >>> 0, below: low.below, equal: lo[low.bin]! };
+}
+
+/**
+ * The bin of a histogram that holds ascending rank r, when `below` keys come before its first bin, and how many keys
+ * come before that bin (the last bin if r lies beyond them all).
+ */
+function rankBin(counts: Uint32Array, r: number, below: number): { bin: number; below: number } {
+  let bin = 0;
+  for (; bin < counts.length - 1; bin++) {
+    const c = counts[bin]!;
     if (below + c > r) break;
     below += c;
   }
-  return { key: ((bin << 16) | l) >>> 0, below, equal: lo[l]! };
+  return { bin, below };
 }

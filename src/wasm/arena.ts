@@ -8,6 +8,19 @@
 import { f16Table32 } from "../tensor/float16.js";
 import { KERNELS_WASM_BASE64 } from "./kernels.wasm.js";
 
+/** delta_band's signature (float32 and bf16 inputs alike): see wasm/kernels.ts. */
+type DeltaBand = (
+  x: number,
+  b: number,
+  n: number,
+  lo: number,
+  hi: number,
+  keys: number,
+  cap: number,
+  counts: number,
+  pack: number,
+) => void;
+
 /** The kernel exports; pointers are byte offsets into the arena's memory. See wasm/kernels.ts for semantics. */
 export interface KernelExports {
   decode_bf16(src: number, dst: number, n: number): void;
@@ -69,28 +82,8 @@ export interface KernelExports {
   ): void;
   keys_hist_hi(keys: number, n: number, hist: number): void;
   keys_hist_lo(keys: number, n: number, bin: number, lo: number): void;
-  delta_band(
-    x: number,
-    b: number,
-    n: number,
-    lo: number,
-    hi: number,
-    keys: number,
-    cap: number,
-    counts: number,
-    pack: number,
-  ): void;
-  delta_band_bf16(
-    x: number,
-    b: number,
-    n: number,
-    lo: number,
-    hi: number,
-    keys: number,
-    cap: number,
-    counts: number,
-    pack: number,
-  ): void;
+  delta_band: DeltaBand;
+  delta_band_bf16: DeltaBand;
   l1_sums3_bf16(
     x0: number,
     m0: number,

@@ -232,14 +232,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
         const base = specials(n, 3, undefined, rate);
         const models = Array.from({ length: k }, (_, i) => specials(n, 40 + i, base, rate));
         const m = getMethod(method);
-        const whole = m.merge({
-          tensorName: "t",
-          params,
-          modelParams,
-          seed: 9,
-          models: models.map((data) => ({ data, shape: [n] })),
-          base: { data: base, shape: [n] },
-        });
+        const whole = wholeMerge(m, params, modelParams, base, models);
         for (const [chunk, sampled] of [
           [1000, true],
           [1001, true],
@@ -282,13 +275,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     );
     const modelParams = [0.5, 0.3, 0.7].map((density) => ({ weight: 0.5, density }));
     const m = getMethod("ties");
-    const whole = m.merge({
-      tensorName: "t",
-      modelParams,
-      seed: 9,
-      models: models.map((data) => ({ data, shape: [n] })),
-      base: { data: base, shape: [n] },
-    });
+    const whole = wholeMerge(m, {}, modelParams, base, models);
     const samples: [string, (x: number) => number][] = [
       ["zero deltas (band [0, 0])", () => 0],
       ["deltas spread over [0, 1] (band holds ~1% of the sample, most of the tensor)", (x) => x],
@@ -356,14 +343,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
         const modelBits = [0, 1, 2].map((i) => toBf16(specials(n, 40 + i, base, rate)));
         const models = modelBits.map((bits) => decodeToF32("BF16", bits, new Float32Array(n)));
         const m = getMethod(method);
-        const whole = m.merge({
-          tensorName: "t",
-          params,
-          modelParams,
-          seed: 9,
-          models: models.map((data) => ({ data, shape: [n] })),
-          base: { data: base, shape: [n] },
-        });
+        const whole = wholeMerge(m, params, modelParams, base, models);
         for (const chunk of [1000, 4096]) {
           const mark = a.mark();
           const stream = m.streaming!({
@@ -455,4 +435,23 @@ function giveSample(a: WasmArena, stream: StreamingMerge, base: Float32Array, mo
     });
   });
   stream.sample({ start: 0, base: views[0]!, models: views.slice(1) });
+}
+
+/** The whole-tensor merge the streams must reproduce (seed 9). */
+function wholeMerge(
+  m: ReturnType<typeof getMethod>,
+  params: ParamValues,
+  modelParams: ParamValues[],
+  base: Float32Array,
+  models: Float32Array[],
+) {
+  const n = base.length;
+  return m.merge({
+    tensorName: "t",
+    params,
+    modelParams,
+    seed: 9,
+    models: models.map((data) => ({ data, shape: [n] })),
+    base: { data: base, shape: [n] },
+  });
 }
