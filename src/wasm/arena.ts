@@ -21,6 +21,17 @@ type DeltaBand = (
   pack: number,
 ) => void;
 
+/** ta_consensus3_topk's signature (float32 and bf16 inputs alike). */
+type Consensus3TopK = (
+  b: number,
+  models: number,
+  sel: number,
+  normalize: number,
+  lambda: number,
+  out: number,
+  n: number,
+) => void;
+
 /** The kernel exports; pointers are byte offsets into the arena's memory. See wasm/kernels.ts for semantics. */
 export interface KernelExports {
   decode_bf16(src: number, dst: number, n: number): void;
@@ -62,24 +73,8 @@ export interface KernelExports {
   delta_hist_hi_bf16(x: number, b: number, n: number, hist: number): void;
   delta_hist_lo_bf16(x: number, b: number, n: number, bin: number, lo: number): void;
   delta_topk_mask_bf16(x: number, b: number, n: number, key: number, left: number, mask: number): number;
-  ta_consensus3_topk(
-    b: number,
-    models: number,
-    sel: number,
-    normalize: number,
-    lambda: number,
-    out: number,
-    n: number,
-  ): void;
-  ta_consensus3_topk_bf16(
-    b: number,
-    models: number,
-    sel: number,
-    normalize: number,
-    lambda: number,
-    out: number,
-    n: number,
-  ): void;
+  ta_consensus3_topk: Consensus3TopK;
+  ta_consensus3_topk_bf16: Consensus3TopK;
   keys_hist_hi(keys: number, n: number, hist: number): void;
   keys_hist_lo(keys: number, n: number, bin: number, lo: number): void;
   delta_band: DeltaBand;

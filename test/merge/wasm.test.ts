@@ -240,17 +240,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
           [n, true],
         ] as const) {
           const mark = a.mark();
-          const stream = m.streaming!({
-            tensorName: "t",
-            numel: n,
-            shape: [n],
-            models: k,
-            hasBase: true,
-            params,
-            modelParams,
-            seed: 9,
-            wasmChunk: chunk,
-          })!;
+          const stream = streamOf(m, n, k, params, modelParams, chunk);
           const outPtr = a.alloc(chunk * 4);
           if (sampled) giveSample(a, stream, base, models); // (allocates: before the views below)
           const arr = inArena(a, [base, ...models]);
@@ -282,15 +272,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     ];
     for (const [what, delta] of samples) {
       const mark = a.mark();
-      const stream = m.streaming!({
-        tensorName: "t",
-        numel: n,
-        shape: [n],
-        models: 3,
-        hasBase: true,
-        modelParams,
-        wasmChunk: 4096,
-      })!;
+      const stream = streamOf(m, n, 3, {}, modelParams, 4096);
       const outPtr = a.alloc(4096 * 4);
       const sampleModels = [0, 1, 2].map(() => new Float32Array(n).map(() => delta(r())));
       giveSample(a, stream, new Float32Array(n), sampleModels);
@@ -346,17 +328,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
         const whole = wholeMerge(m, params, modelParams, base, models);
         for (const chunk of [1000, 4096]) {
           const mark = a.mark();
-          const stream = m.streaming!({
-            tensorName: "t",
-            numel: n,
-            shape: [n],
-            models: 3,
-            hasBase: true,
-            params,
-            modelParams,
-            seed: 9,
-            wasmChunk: chunk,
-          })!;
+          const stream = streamOf(m, n, 3, params, modelParams, chunk);
           assert.equal(stream.rawBf16, true);
           const outPtr = a.alloc(chunk * 4);
           const bitPtrs = [baseBits, ...modelBits].map(() => a.alloc(n * 2));
@@ -454,4 +426,26 @@ function wholeMerge(
     models: models.map((data) => ({ data, shape: [n] })),
     base: { data: base, shape: [n] },
   });
+}
+
+/** The wasm stream for an n-element tensor of k models plus a base (seed 9), in chunks of `chunk`. */
+function streamOf(
+  m: ReturnType<typeof getMethod>,
+  n: number,
+  k: number,
+  params: ParamValues,
+  modelParams: ParamValues[],
+  chunk: number,
+): StreamingMerge {
+  return m.streaming!({
+    tensorName: "t",
+    numel: n,
+    shape: [n],
+    models: k,
+    hasBase: true,
+    params,
+    modelParams,
+    seed: 9,
+    wasmChunk: chunk,
+  })!;
 }
