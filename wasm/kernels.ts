@@ -1012,40 +1012,73 @@ export function bias_relu(p: usize, bias: usize, n: i32, len: i32): void {
 }
 
 /**
- * k x k max pooling with stride k over one [H, W, C] block at src, into [H / k, W / k, C] at dst (sizes floored):
- * each window's first maximum in row-major order (m = v > m ? v : m, as tfjs's cpu kernel; a NaN wins only where
- * it comes first). Channels four at a time, the rest one by one.
+ * relu(max-pool(plane) + bias) from channel planes to channels-last: src holds C planes of `stride` floats (channel c
+ * at src + c * stride), each `images` blocks of HP lines of L values, of which the first H lines and W values are
+ * pooled (k x k, stride k, sizes floored); dst gets [images, H / k, W / k, C]. Each window's first maximum in
+ * row-major order (m = v > m ? v : m, as tfjs's cpu kernel; a NaN wins only where it comes first), then
+ * max(m + bias[c], 0), which equals pooling the biased, rectified values (float addition and max are monotone)
+ * unless a bias is infinite. k = 2 four windows at a time.
  */
-export function max_pool(src: usize, H: i32, W: i32, C: i32, k: i32, dst: usize): void {
-  const OH = H / k;
-  const OW = W / k;
-  let o: usize = dst;
-  for (let oh = 0; oh < OH; oh++) {
-    for (let ow = 0; ow < OW; ow++) {
-      const first = src + ((<usize>(oh * k * W + ow * k) * <usize>C) << 2);
-      let c = 0;
-      for (; c + 4 <= C; c += 4) {
-        const at = first + (<usize>c << 2);
-        let m = v128.load(at);
-        for (let kh = 0; kh < k; kh++) {
-          for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
-            m = f32x4.pmax(m, v128.load(at + ((<usize>(kh * W + kw) * <usize>C) << 2)));
+export function pool_planes(
+  src: usize,
+  stride: i32,
+  C: i32,
+  images: i32,
+  HP: i32,
+  L: i32,
+  H: i32,
+  W: i32,
+  k: i32,
+  bias: usize,
+  dst: usize,
+): void {
+  const PH = H / k;
+  const PW = W / k;
+  const zero = f32x4.splat(0);
+  const step = <usize>C << 2;
+  for (let c = 0; c < C; c++) {
+    const plane = src + ((<usize>c * <usize>stride) << 2);
+    const bc = load<f32>(bias + (<usize>c << 2));
+    const bv = f32x4.splat(bc);
+    for (let b = 0; b < images; b++) {
+      for (let py = 0; py < PH; py++) {
+        const r0 = plane + ((<usize>((b * HP + py * k) * L)) << 2);
+        let o = dst + ((<usize>(((b * PH + py) * PW) * C + c)) << 2);
+        let px = 0;
+        if (k == 2) {
+          const r1 = r0 + (<usize>L << 2);
+          for (; px + 4 <= PW; px += 4) {
+            const at = <usize>px << 3;
+            const a0 = v128.load(r0 + at);
+            const a1 = v128.load(r0 + at + 16);
+            const b0 = v128.load(r1 + at);
+            const b1 = v128.load(r1 + at + 16);
+            let m = f32x4.pmax(
+              v128.shuffle<f32>(a0, a1, 0, 2, 4, 6),
+              v128.shuffle<f32>(a0, a1, 1, 3, 5, 7),
+            );
+            m = f32x4.pmax(m, v128.shuffle<f32>(b0, b1, 0, 2, 4, 6));
+            m = f32x4.pmax(m, v128.shuffle<f32>(b0, b1, 1, 3, 5, 7));
+            m = f32x4.max(f32x4.add(m, bv), zero);
+            store<f32>(o, f32x4.extract_lane(m, 0));
+            store<f32>(o + step, f32x4.extract_lane(m, 1));
+            store<f32>(o + 2 * step, f32x4.extract_lane(m, 2));
+            store<f32>(o + 3 * step, f32x4.extract_lane(m, 3));
+            o += 4 * step;
           }
         }
-        v128.store(o, m);
-        o += 16;
-      }
-      for (; c < C; c++) {
-        const at = first + (<usize>c << 2);
-        let m = load<f32>(at);
-        for (let kh = 0; kh < k; kh++) {
-          for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
-            const v = load<f32>(at + ((<usize>(kh * W + kw) * <usize>C) << 2));
-            if (v > m) m = v;
+        for (; px < PW; px++) {
+          const at = r0 + ((<usize>(px * k)) << 2);
+          let m = load<f32>(at);
+          for (let kh = 0; kh < k; kh++) {
+            for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
+              const v = load<f32>(at + ((<usize>(kh * L + kw)) << 2));
+              if (v > m) m = v;
+            }
           }
+          store<f32>(o, max<f32>(m + bc, 0));
+          o += step;
         }
-        store<f32>(o, m);
-        o += 4;
       }
     }
   }

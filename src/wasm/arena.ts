@@ -64,7 +64,19 @@ export interface KernelExports {
   pack_bits(src: number, dst: number, n: number): void;
   unpack_bits(src: number, dst: number, n: number): void;
   bias_relu(p: number, bias: number, n: number, len: number): void;
-  max_pool(src: number, H: number, W: number, C: number, k: number, dst: number): void;
+  pool_planes(
+    src: number,
+    stride: number,
+    C: number,
+    images: number,
+    HP: number,
+    L: number,
+    H: number,
+    W: number,
+    k: number,
+    bias: number,
+    dst: number,
+  ): void;
   delta_hist_hi(x: number, b: number, n: number, hist: number): void;
   delta_hist_lo(x: number, b: number, n: number, bin: number, lo: number): void;
   delta_topk_mask(x: number, b: number, n: number, key: number, left: number, mask: number): number;

@@ -9,7 +9,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { wasmArena } from "../../wasm/arena.js";
 import { asFusion, FUSION_BACKEND, type FusionBackend } from "../backend.js";
-import { NO_TRANS, type Sgemm } from "../blas.js";
+import { NO_TRANS, type Sgemm, TRANS } from "../blas.js";
 import { type ConvAttrs, convForward, info, rowIm2col, rowTaps, type Shape4 } from "./conv.js";
 import { maxPositions } from "./pooling.js";
 import { allFloat32 } from "./util.js";
@@ -25,7 +25,39 @@ function pooledShape(c: Info, k: number): Shape4 {
   return [c.batchSize, Math.floor(c.outHeight / k), Math.floor(c.outWidth / k), c.outChannels];
 }
 
-/** Row-tap convolution over chunks of whole images in the arena, bias + relu + pool there, pooled rows into y. */
+/**
+ * Copies images b0 <= b < b1 of x into dst zero-padded to HP x L pixels (the input at row top, column left), the
+ * padded grid a stride-1 convolution's taps shift over.
+ */
+function padImages(x: Float32Array, c: Info, b0: number, b1: number, HP: number, L: number, dst: Float32Array): void {
+  const { inHeight: H, inWidth: W, inChannels: C } = c;
+  const top = c.padInfo.top;
+  const left = c.padInfo.left;
+  const span = Math.min(W, L - left) * C;
+  let o = 0;
+  for (let b = b0; b < b1; b++) {
+    for (let hp = 0; hp < HP; hp++, o += L * C) {
+      const ih = hp - top;
+      if (ih < 0 || ih >= H) {
+        dst.fill(0, o, o + L * C);
+        continue;
+      }
+      dst.fill(0, o, o + left * C);
+      const from = (b * H + ih) * W * C;
+      dst.set(x.subarray(from, from + span), o + left * C);
+      dst.fill(0, o + left * C + span, o + L * C);
+    }
+  }
+}
+
+/**
+ * The convolution over chunks of whole images, computed transposed: one plane of output lines per channel,
+ * C^T += W_t^T S_t^T for each tap t, which OpenBLAS runs ~1.5x faster than the channels-last product when the output
+ * channels are few; then pooled, biased and rectified from the planes into channels-last rows of y (wasm SIMD).
+ * With a width stride of 1 and enough input channels, the taps are the FH x FW filter pixels and S_t is the
+ * (padded) input itself shifted by tap t (no im2col: output lines are computed across the full padded width L and the
+ * FW - 1 extra columns dropped by the pooling); otherwise the taps are the FH filter rows over rowIm2col's lines.
+ */
 function fusedRows(
   sgemm: Sgemm,
   be: FusionBackend,
@@ -39,54 +71,50 @@ function fusedRows(
   const arena = wasmArena();
   if (arena === null) return false;
   const { batchSize: B, outHeight: OH, outWidth: OW, outChannels: N, filterHeight: FH, filterWidth: FW } = c;
-  const K = FW * c.inChannels;
-  const HP = OH + FH - 1;
-  const images = Math.max(1, Math.min(B, Math.floor(CHUNK_ROWS / (HP * OW))));
-  const lines = B * HP - (FH - 1);
-  const PH = Math.floor(OH / k);
-  const PW = Math.floor(OW / k);
-  const pooledImage = PH * PW * N;
-  const rows = be.pool.alloc((images * HP + FH - 1) * OW * K);
+  const C = c.inChannels;
+  const direct = c.strideWidth === 1 && c.dilationWidth === 1 && C >= 16;
+  const padded = c.padInfo.top > 0 || c.padInfo.left > 0 || c.padInfo.bottom > 0 || c.padInfo.right > 0;
+  const K = direct ? C : FW * C; // values per tap and line position
+  const TW = direct ? FW : 1; // taps per filter row
+  const taps = FH * TW;
+  const L = direct ? OW + FW - 1 : OW; // positions per line
+  const HP = OH + FH - 1; // lines per image
+  const images = Math.max(1, Math.min(B, Math.floor(CHUNK_ROWS / (HP * L))));
+  const pooledImage = Math.floor(OH / k) * Math.floor(OW / k) * N;
+  const src = direct && !padded ? null : be.pool.alloc(images * HP * L * K);
+  // tap t transposed: wt[t][n][j] = w[t][j][n] (taps are consecutive K x N blocks of the HWIO filter)
+  const wt = be.pool.alloc(taps * N * K);
+  for (let t = 0; t < taps; t++) {
+    for (let j = 0; j < K; j++) {
+      const from = (t * K + j) * N;
+      for (let n = 0; n < N; n++) wt[(t * N + n) * K + j] = w[from + n];
+    }
+  }
   const mark = arena.mark();
-  const outP = arena.alloc(images * HP * OW * N * 4);
+  const outP = arena.alloc(images * HP * L * N * 4);
   const biasP = arena.alloc(N * 4);
   const poolP = arena.alloc(images * pooledImage * 4);
   arena.f32(biasP, N).set(bias);
-  const out = arena.f32(outP, images * HP * OW * N);
+  const out = arena.f32(outP, images * HP * L * N);
   try {
     for (let b0 = 0; b0 < B; b0 += images) {
       const b1 = Math.min(B, b0 + images);
-      const t0 = b0 * HP;
-      const t1 = Math.min(lines, b1 * HP);
-      rowIm2col(x, c, HP, t0, Math.min(B * HP, t1 + FH - 1), rows);
-      const M = (t1 - t0) * OW;
-      for (let kh = 0; kh < FH; kh++) {
-        sgemm(
-          NO_TRANS,
-          NO_TRANS,
-          M,
-          N,
-          K,
-          1,
-          rows.subarray(kh * OW * K),
-          K,
-          w.subarray(kh * K * N),
-          N,
-          kh === 0 ? 0 : 1,
-          out,
-          N,
-        );
+      const s = src ?? x.subarray(b0 * HP * L * K);
+      if (src !== null && direct) padImages(x, c, b0, b1, HP, L, src);
+      else if (src !== null) rowIm2col(x, c, HP, b0 * HP, b1 * HP, src);
+      // the last image's last FH - 1 lines and TW - 1 positions are outside every output (and past the input)
+      const M = (b1 - b0) * HP * L - (FH - 1) * L - (TW - 1);
+      for (let t = 0; t < taps; t++) {
+        const shift = (Math.floor(t / TW) * L + (t % TW)) * K;
+        sgemm(NO_TRANS, TRANS, N, M, K, 1, wt.subarray(t * N * K), K, s.subarray(shift), K, t === 0 ? 0 : 1, out, M);
       }
-      arena.k.bias_relu(outP, biasP, N, M * N);
-      for (let b = b0; b < b1; b++) {
-        const src = outP + (b - b0) * HP * OW * N * 4;
-        arena.k.max_pool(src, OH, OW, N, k, poolP + (b - b0) * pooledImage * 4);
-      }
+      arena.k.pool_planes(outP, M, N, b1 - b0, HP, L, OH, OW, k, biasP, poolP);
       y.set(arena.f32(poolP, (b1 - b0) * pooledImage), b0 * pooledImage);
     }
   } finally {
     arena.release(mark);
-    be.pool.release(rows);
+    if (src !== null) be.pool.release(src);
+    be.pool.release(wt);
   }
   return true;
 }
