@@ -21,7 +21,7 @@ export interface ExecuteOptions {
 }
 
 /** Output bytes between background writebacks of the shards (see ShardedWriter.writeback). */
-const WRITEBACK_BYTES = 128 << 20;
+const WRITEBACK_BYTES = 32 << 20;
 
 type WorkerReply =
   | { ok: JobResult }
