@@ -107,6 +107,33 @@ export function linear(xs: usize, ws: usize, k: i32, d: f32, out: usize, n: i32)
   }
 }
 
+/** linear on bf16 inputs into a bf16 output: the same float32 steps, the inputs widened and the result rounded (RNE). */
+export function linear_bf16(xs: usize, ws: usize, k: i32, d: f32, out: usize, n: i32): void {
+  const dv = f32x4.splat(d);
+  const x0 = <usize>load<u32>(xs);
+  const w0 = f32x4.splat(load<f32>(ws));
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    let lo = f32x4.mul(vld<u16>(x0, i), w0);
+    let hi = f32x4.mul(vld<u16>(x0, i + 4), w0);
+    for (let m = 1; m < k; m++) {
+      const x = <usize>load<u32>(xs + (<usize>m << 2));
+      const w = f32x4.splat(load<f32>(ws + (<usize>m << 2)));
+      lo = f32x4.add(lo, f32x4.mul(vld<u16>(x, i), w));
+      hi = f32x4.add(hi, f32x4.mul(vld<u16>(x, i + 4), w));
+    }
+    const bits = i16x8.narrow_i32x4_u(bf16Bits(f32x4.div(lo, dv)), bf16Bits(f32x4.div(hi, dv)));
+    v128.store(out + (<usize>i << 1), bits);
+  }
+  for (; i < n; i++) {
+    let acc: f32 = sld<u16>(x0, i) * load<f32>(ws);
+    for (let m = 1; m < k; m++) {
+      acc = acc + sld<u16>(<usize>load<u32>(xs + (<usize>m << 2)), i) * load<f32>(ws + (<usize>m << 2));
+    }
+    store<u16>(out + (<usize>i << 1), <u16>bf16BitsScalar(reinterpret<u32>(acc / d)));
+  }
+}
+
 // ---- task arithmetic ----
 
 /**
@@ -168,7 +195,8 @@ export function ta_sum(
 }
 
 /** ta_sum for exactly three models, every operand in registers (task_arithmetic, dare_linear). */
-export function ta_sum3(b: usize, models: usize, normalize: i32, divisor: f32, lambda: f32, out: usize, n: i32): void {
+// @ts-ignore: decorator
+@inline function ta_sum3_impl<T, O>(b: usize, models: usize, normalize: i32, divisor: f32, lambda: f32, out: usize, n: i32): void {
   const x0 = <usize>load<u32>(models, 0);
   const q0 = <usize>load<u32>(models, 4);
   const s0 = load<f32>(models, 8);
@@ -185,45 +213,59 @@ export function ta_sum3(b: usize, models: usize, normalize: i32, divisor: f32, l
   const lv = f32x4.splat(lambda);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const off = <usize>i << 2;
-    const bv = v128.load(b + off);
+    const bv = vld<T>(b, i);
     let mixed = f32x4.splat(0);
-    mixed = sumStep(mixed, x0, off, bv, s0, w0, q0, i);
-    mixed = sumStep(mixed, x1, off, bv, s1, w1, q1, i);
-    mixed = sumStep(mixed, x2, off, bv, s2, w2, q2, i);
+    mixed = sumStep(mixed, vld<T>(x0, i), bv, s0, w0, q0, i);
+    mixed = sumStep(mixed, vld<T>(x1, i), bv, s1, w1, q1, i);
+    mixed = sumStep(mixed, vld<T>(x2, i), bv, s2, w2, q2, i);
     if (normalize) mixed = f32x4.div(mixed, dv);
     if (lambda != 1) mixed = f32x4.mul(mixed, lv);
-    v128.store(out + off, f32x4.add(bv, mixed));
+    const r = f32x4.add(bv, mixed);
+    if (sizeof<O>() == 2) {
+      const bits = bf16Bits(r);
+      v128.store64_lane(out + (<usize>i << 1), i16x8.narrow_i32x4_u(bits, bits), 0);
+    } else v128.store(out + (<usize>i << 2), r);
   }
-  if (i < n) ta_sum_tail(b, models, normalize, divisor, lambda, out, n, i);
-}
-
-// @ts-ignore: decorator
-@inline function sumStep(mixed: v128, x: usize, off: usize, bv: v128, scale: f32, wv: v128, keep: usize, i: i32): v128 {
-  let t = f32x4.sub(v128.load(x + off), bv);
-  if (scale != 1) t = f32x4.mul(t, f32x4.splat(scale));
-  const sum = f32x4.add(mixed, f32x4.mul(t, wv));
-  if (keep == 0) return sum;
-  return v128.bitselect(sum, mixed, keepLanes(keep, i)); // dropped entries add nothing (not even +0)
-}
-
-function ta_sum_tail(b: usize, models: usize, normalize: i32, divisor: f32, lambda: f32, out: usize, n: i32, from: i32): void {
-  for (let i = from; i < n; i++) {
-    const off = <usize>i << 2;
-    const bs = load<f32>(b + off);
+  for (; i < n; i++) {
+    const bs = sld<T>(b, i);
     let mixed: f32 = 0;
     for (let m = 0; m < 3; m++) {
       const rec = models + (<usize>m << 4);
       const keep = <usize>load<u32>(rec, 4);
       const scale = load<f32>(rec, 8);
-      let t: f32 = load<f32>(<usize>load<u32>(rec) + off) - bs;
+      let t: f32 = sld<T>(<usize>load<u32>(rec), i) - bs;
       if (scale != 1) t = t * scale;
       if (keep == 0 || load<u8>(keep + <usize>i) != 0) mixed = mixed + t * load<f32>(rec, 12);
     }
     if (normalize) mixed = mixed / divisor;
     if (lambda != 1) mixed = mixed * lambda;
-    store<f32>(out + off, bs + mixed);
+    const r: f32 = bs + mixed;
+    if (sizeof<O>() == 2) store<u16>(out + (<usize>i << 1), <u16>bf16BitsScalar(reinterpret<u32>(r)));
+    else store<f32>(out + (<usize>i << 2), r);
   }
+}
+
+export function ta_sum3(b: usize, models: usize, normalize: i32, divisor: f32, lambda: f32, out: usize, n: i32): void {
+  ta_sum3_impl<f32, f32>(b, models, normalize, divisor, lambda, out, n);
+}
+
+/** ta_sum3 on raw bf16 inputs (base and models widened in the loads); float32 output. */
+export function ta_sum3_bf16(b: usize, models: usize, normalize: i32, divisor: f32, lambda: f32, out: usize, n: i32): void {
+  ta_sum3_impl<u16, f32>(b, models, normalize, divisor, lambda, out, n);
+}
+
+/** ta_sum3 from bf16 inputs into a bf16 output (rounded to nearest even, as encode_bf16). */
+export function ta_sum3_bf16_out(b: usize, models: usize, normalize: i32, divisor: f32, lambda: f32, out: usize, n: i32): void {
+  ta_sum3_impl<u16, u16>(b, models, normalize, divisor, lambda, out, n);
+}
+
+// @ts-ignore: decorator
+@inline function sumStep(mixed: v128, x: v128, bv: v128, scale: f32, wv: v128, keep: usize, i: i32): v128 {
+  let t = f32x4.sub(x, bv);
+  if (scale != 1) t = f32x4.mul(t, f32x4.splat(scale));
+  const sum = f32x4.add(mixed, f32x4.mul(t, wv));
+  if (keep == 0) return sum;
+  return v128.bitselect(sum, mixed, keepLanes(keep, i)); // dropped entries add nothing (not even +0)
 }
 
 /**

@@ -5,7 +5,7 @@ import { closeFd, openReadFd, readExactSync } from "../io/file-read.js";
 import { ModelDir } from "../io/model-dir.js";
 import { getMethod } from "../merge/registry.js";
 import { SAMPLE_RUN, sampleStarts } from "../merge/sample.js";
-import type { MergeMethodSpec, StreamChunk, StreamingMerge, TensorData } from "../merge/types.js";
+import type { Bf16Kernel, MergeMethodSpec, StreamChunk, StreamingMerge, TensorData } from "../merge/types.js";
 import { decodeToF32, encodeFromF32 } from "../tensor/convert.js";
 import { type DType, dtypeSize, storageBytes, viewStorage } from "../tensor/dtype.js";
 import { formatShape, numel, sameShape } from "../tensor/tensor.js";
@@ -376,6 +376,24 @@ export class TensorRunner {
     return Math.min(n, chunk * IO_BLOCK_CHUNKS);
   }
 
+  /**
+   * The method's fused bf16 kernel when every input and the output are bf16 and the config's `dtype` rounds nothing
+   * (bf16, float32 or float64 compute: bf16 values are exact in all three), else undefined.
+   */
+  private fusedBf16(job: TensorJob, sources: readonly Source[]): Bf16Kernel | undefined {
+    const t = job.tensor;
+    const cd = this.spec.computeDtype;
+    if (this.method.wasmBf16 === undefined || t.outDtype !== "BF16") return undefined;
+    if (!sources.every((s) => s.x.dtype === "BF16")) return undefined;
+    if (cd !== undefined && cd !== "BF16" && cd !== "F32" && cd !== "F64") return undefined;
+    return this.method.wasmBf16({
+      tensorName: t.name,
+      models: t.inputs.length,
+      params: t.params,
+      modelParams: t.modelParams,
+    });
+  }
+
   private runChunkedWasm(a: WasmArena, job: TensorJob, all: readonly PlannedInput[], n: number): JobResult {
     const t = job.tensor;
     const sources = this.chunkSources(all);
@@ -385,9 +403,15 @@ export class TensorRunner {
     const mark = a.mark();
     try {
       const b = this.wasmBuffers(a, sources, t.outDtype, chunk, block);
+      const fused = this.fusedBf16(job, sources);
       for (let bs = 0; bs < n; bs += block) {
         const blen = Math.min(block, n - bs);
         this.readBlockWasm(a, sources, b.raw, bs, blen);
+        if (fused !== undefined) {
+          fused(a, b.raw, b.outRaw, blen);
+          this.writeBlockWasm(a, job, b, bs, blen);
+          continue;
+        }
         for (let at = 0; at < blen; at += chunk) {
           const len = Math.min(chunk, blen - at);
           const shape = [len];

@@ -19,11 +19,11 @@
 import { WASM_MAX_MODELS, wasmFor } from "../wasm/arena.js";
 import type { ConsensusMethod } from "./consensus.js";
 import { copyResult, defineMethod, type MergeContext } from "./define.js";
-import { bool, num } from "./params.js";
+import { bool, num, resolveParams } from "./params.js";
 import { rectifyCommon } from "./rectify.js";
 import { type SparsificationMethod, type SparsityMask, sparsityMask } from "./sparsify.js";
 import { streamTaskArithmetic } from "./task-arithmetic-stream.js";
-import type { MergeMethodSpec, MergeResult, ParamSpec, TensorData } from "./types.js";
+import type { Bf16Input, Bf16Kernel, MergeMethodSpec, MergeResult, ParamSpec, TensorData } from "./types.js";
 
 export interface TaskArithmeticOptions {
   name: string;
@@ -102,7 +102,39 @@ export function defineTaskArithmetic(o: TaskArithmeticOptions): MergeMethodSpec 
     modelParameters: modelParams(o),
     run: (ctx) => runTaskArithmetic(ctx, o),
     streaming: (input) => streamTaskArithmetic(o, input),
+    wasmBf16: (input) => bf16TaskArithmetic(o, input),
   });
+}
+
+/**
+ * The fused bf16 form (bf16 models and base in, bf16 out) for three dense task vectors combined by sum (task
+ * arithmetic; the sparsified members with every density >= 1): combineSum's wasm kernel, reading and writing bf16.
+ */
+function bf16TaskArithmetic(o: TaskArithmeticOptions, input: Bf16Input): Bf16Kernel | undefined {
+  if (o.consensus !== null || input.models !== 3) return undefined;
+  const where = { method: o.name, tensor: input.tensorName };
+  const params = resolveParams(globalParams(o), input.params, where);
+  const mps = [0, 1, 2].map((i) => resolveParams(modelParams(o), input.modelParams?.[i], { ...where, model: i }));
+  if (o.sparsification !== null && !mps.every((p) => p.density === null || (p.density as number) >= 1))
+    return undefined;
+  const w = mps.map((p) => Math.fround(num(p, "weight")));
+  let divisor = 0;
+  for (const wi of w) divisor = Math.fround(divisor + wi);
+  if (Math.abs(divisor) < 1e-8) divisor = 1;
+  const normalize = +bool(params, "normalize");
+  const lambda = Math.fround(num(params, "lambda"));
+  return (a, inputs, out, n) => {
+    const table = a.scratch; // records { x, keep: 0 (all), scale: 1, w }
+    const u = a.u32(table, 12);
+    const f = a.f32(table, 12);
+    for (let i = 0; i < 3; i++) {
+      u[4 * i] = inputs[i]!;
+      u[4 * i + 1] = 0;
+      f[4 * i + 2] = 1;
+      f[4 * i + 3] = w[i]!;
+    }
+    a.k.ta_sum3_bf16_out(inputs[3]!, table, normalize, divisor, lambda, out, n);
+  };
 }
 
 function runTaskArithmetic(ctx: MergeContext, o: TaskArithmeticOptions): MergeResult {

@@ -176,8 +176,8 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
   };
 
   return {
-    // Three models with consensus: every kernel used has a bf16 variant (raw chunks, no decoding).
-    rawBf16: o.consensus && k === 3,
+    // Three models: every kernel used has a bf16 variant (raw chunks, no decoding).
+    rawBf16: k === 3,
     get passes(): number {
       return phases.length;
     },
@@ -340,7 +340,9 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
         let divisor = 0;
         for (let i = 0; i < k; i++) divisor = Math.fround(divisor + o.w[i]!);
         if (Math.abs(divisor) < 1e-8) divisor = 1;
-        if (k === 3) a.k.ta_sum3(b.byteOffset, table, +o.normalize, divisor, o.lambda, out.byteOffset, len);
+        if (r !== undefined)
+          a.k.ta_sum3_bf16(r.base.byteOffset, table, +o.normalize, divisor, o.lambda, out.byteOffset, len);
+        else if (k === 3) a.k.ta_sum3(b.byteOffset, table, +o.normalize, divisor, o.lambda, out.byteOffset, len);
         else a.k.ta_sum(b.byteOffset, table, k, +o.normalize, divisor, o.lambda, out.byteOffset, len);
       }
     },

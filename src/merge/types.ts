@@ -108,6 +108,12 @@ export interface MergeMethodSpec {
    * parameters (the engine then merges the whole tensor at once).
    */
   readonly streaming?: (input: StreamInput) => StreamingMerge | undefined;
+  /**
+   * Optional fused WebAssembly form of an elementwise merge for bf16 inputs and a bf16 output (no float32 copies of
+   * the chunks): returns a kernel over arena pointers, or undefined when these parameters have none. Its output must
+   * equal `merge`'s, encoded to bf16, bit for bit. Validates the parameters as `merge` does.
+   */
+  readonly wasmBf16?: (input: Bf16Input) => Bf16Kernel | undefined;
   /** Global parameters (one value per tensor). */
   readonly parameters: readonly ParamSpec[];
   /** Per-model parameters (one value per model and tensor). */
@@ -119,6 +125,25 @@ export interface MergeMethodSpec {
    */
   merge(input: MergeInput): MergeResult;
 }
+
+/** What a fused bf16 kernel is built from: the tensor's name, parameters and number of models. */
+export interface Bf16Input {
+  readonly tensorName: string;
+  readonly models: number;
+  readonly params?: ParamValues;
+  readonly modelParams?: readonly ParamValues[];
+}
+
+/**
+ * A fused bf16 merge over n elements: `inputs[i]` points at model i's bf16 values in the arena `a` (the base
+ * model's last, when the method takes one), `out` at the bf16 result.
+ */
+export type Bf16Kernel = (
+  a: import("../wasm/arena.js").WasmArena,
+  inputs: readonly number[],
+  out: number,
+  n: number,
+) => void;
 
 /** What a streaming merge knows before seeing data: everything in MergeInput but the tensors. */
 export interface StreamInput {

@@ -60,9 +60,28 @@ export interface KernelExports {
     vs: number,
   ): void;
   ta_sum3(b: number, models: number, normalize: number, divisor: number, lambda: number, out: number, n: number): void;
+  ta_sum3_bf16_out(
+    b: number,
+    models: number,
+    normalize: number,
+    divisor: number,
+    lambda: number,
+    out: number,
+    n: number,
+  ): void;
+  ta_sum3_bf16(
+    b: number,
+    models: number,
+    normalize: number,
+    divisor: number,
+    lambda: number,
+    out: number,
+    n: number,
+  ): void;
   ta_consensus3(b: number, models: number, normalize: number, lambda: number, out: number, n: number): void;
   pack_bits(src: number, dst: number, n: number): void;
   unpack_bits(src: number, dst: number, n: number): void;
+  linear_bf16(xs: number, ws: number, k: number, d: number, out: number, n: number): void;
   bias_relu(p: number, bias: number, n: number, len: number): void;
   pool_planes(
     src: number,

@@ -157,6 +157,64 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     }
   });
 
+  it("the fused bf16 forms (wasmBf16) equal merge + bf16 encoding of the decoded inputs", () => {
+    const n = 4103; // not a multiple of 8: the scalar tail too
+    const toBf16 = (x: Float32Array) => encodeFromF32(x, "BF16", new Uint16Array(x.length));
+    const cases: [string, number, ParamValues, ParamValues[]][] = [];
+    for (const k of [1, 2, 3, 5]) {
+      const w = Array.from({ length: k }, (_, i) => ({ weight: [0.4, -0.3, 0.7, 0.25, 1.5][i]! }));
+      cases.push(["linear", k, {}, w], ["linear", k, { normalize: false }, w]);
+    }
+    const w3 = [{ weight: 0.5 }, { weight: -0.3 }, { weight: 0.9 }];
+    cases.push(["task_arithmetic", 3, {}, w3], ["task_arithmetic", 3, { lambda: 0.7, normalize: true }, w3]);
+    cases.push(["dare_linear", 3, {}, w3.map((x) => ({ ...x, density: 1 }))]); // every density 1: dense
+    let fused = 0;
+    for (const [method, k, params, modelParams] of cases) {
+      for (const rate of [0, 0.05]) {
+        const m = getMethod(method);
+        const hasBase = m.base === "required";
+        const bits = Array.from({ length: k + +hasBase }, (_, i) => toBf16(specials(n, 300 * k + i, undefined, rate)));
+        const input = { tensorName: "t", params, modelParams };
+        const kernel = m.wasmBf16?.({ ...input, models: k });
+        assert.ok(kernel !== undefined, `${method} has a fused bf16 form`);
+        fused++;
+        const decoded = bits.map((b) => ({ data: decodeToF32("BF16", b, new Float32Array(n)), shape: [n] }));
+        const js = m.merge({ ...input, models: decoded.slice(0, k), base: hasBase ? decoded[k] : undefined, seed: 1 });
+        const want = toBf16(js.data);
+        const mark = a.mark();
+        const ptrs = bits.map((b) => {
+          const p = a.alloc(n * 2);
+          a.u16(p, n).set(b);
+          return p;
+        });
+        const out = a.alloc(n * 2);
+        kernel(a, ptrs, out, n);
+        const got = a.u16(out, n);
+        for (let i = 0; i < n; i++) {
+          // NaN payloads are unspecified in JavaScript (see above): any NaN matches any NaN
+          const nan = (b: number) => (b & 0x7fff) > 0x7f80;
+          if (got[i] !== want[i] && !(nan(got[i]!) && nan(want[i]!)))
+            assert.fail(
+              `${method} bf16 k=${k} ${JSON.stringify(params)} rate=${rate}: element ${i} ${got[i]} vs ${want[i]}`,
+            );
+        }
+        a.release(mark);
+      }
+    }
+    assert.equal(fused, 2 * cases.length);
+    // No fused form where the merge is not a plain sum of three dense task vectors.
+    assert.equal(getMethod("ties").wasmBf16?.({ tensorName: "t", models: 3 }), undefined);
+    assert.equal(getMethod("task_arithmetic").wasmBf16?.({ tensorName: "t", models: 2 }), undefined);
+    const sparse = w3.map((x) => ({ ...x, density: 0.5 }));
+    assert.equal(getMethod("dare_linear").wasmBf16?.({ tensorName: "t", models: 3, modelParams: sparse }), undefined);
+    // Invalid weights fail as merge does, naming the tensor and key.
+    assert.throws(
+      () =>
+        getMethod("linear").wasmBf16?.({ tensorName: "t.w", models: 2, modelParams: [{ weight: 1 }, { weight: -1 }] }),
+      (e: Error & { tensor?: string; key?: string }) => e.tensor === "t.w" && e.key === "weight",
+    );
+  });
+
   it("streaming task arithmetic on the kernels equals the whole-tensor merge", () => {
     const n = 10007;
     const runs: [string, ParamValues, ParamValues[]][] = [
@@ -304,6 +362,17 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
           { weight: 0.5, density: 0.5 },
           { weight: -0.3, density: 0.2 },
           { weight: 1, density: 1 },
+        ],
+      ],
+      ["task_arithmetic", { lambda: 0.8 }, [{ weight: 0.5 }, { weight: -0.3 }, { weight: 0.7 }]],
+      ["task_arithmetic", { normalize: true }, [{ weight: 0.5 }, { weight: 0.3 }, { weight: 0.7 }]],
+      [
+        "dare_linear",
+        { rescale: true },
+        [
+          { weight: 0.5, density: 0.5 },
+          { weight: 0.3, density: 0.3 },
+          { weight: 0.7, density: 0.9 },
         ],
       ],
       [

@@ -6,8 +6,42 @@
 
 import { WASM_MAX_MODELS, wasmFor } from "../../wasm/arena.js";
 import { defineMethod, mergeError } from "../define.js";
-import { bool, num } from "../params.js";
+import { bool, num, resolveParams } from "../params.js";
 import { rectifyCommon } from "../rectify.js";
+import type { ParamSpec, ResolvedParams } from "../types.js";
+
+const PARAMETERS: ParamSpec[] = [
+  { name: "normalize", type: "boolean", default: true, description: "divide by the sum of the weights" },
+];
+const MODEL_PARAMETERS: ParamSpec[] = [{ name: "weight", type: "number", description: "weight of this model" }];
+
+/** The float32 weights and the divisor (1 without normalize); weights summing to zero with normalize are an error. */
+function weightsOf(
+  where: { method: string; tensor: string },
+  params: ResolvedParams,
+  modelParams: readonly ResolvedParams[],
+): { w: number[]; divisor: number } {
+  const w = modelParams.map((p) => Math.fround(num(p, "weight")));
+  let divisor = 1; // dividing by 1 is exact, so "no normalize" shares the loops
+  if (bool(params, "normalize")) {
+    let sum = 0;
+    let sumAbs = 0;
+    for (const wi of w) {
+      sum = Math.fround(sum + wi);
+      sumAbs += Math.abs(wi);
+    }
+    if (sum === 0 || Math.abs(sum) <= 1e-6 * sumAbs) {
+      throw mergeError(
+        where,
+        `weights [${w.join(", ")}] sum to ${sum} with normalize: true (division by zero); ` +
+          "set normalize: false or change the weights",
+        "weight",
+      );
+    }
+    divisor = sum;
+  }
+  return { w, divisor };
+}
 
 export const linear = defineMethod({
   name: "linear",
@@ -18,30 +52,28 @@ export const linear = defineMethod({
   models: { min: 1 },
   random: false,
   elementwise: () => true,
-  parameters: [{ name: "normalize", type: "boolean", default: true, description: "divide by the sum of the weights" }],
-  modelParameters: [{ name: "weight", type: "number", description: "weight of this model" }],
+  parameters: PARAMETERS,
+  modelParameters: MODEL_PARAMETERS,
+  wasmBf16(input) {
+    const k = input.models;
+    if (k < 1 || k > WASM_MAX_MODELS) return undefined;
+    const where = { method: "linear", tensor: input.tensorName };
+    const params = resolveParams(PARAMETERS, input.params, where);
+    const modelParams = Array.from({ length: k }, (_, i) =>
+      resolveParams(MODEL_PARAMETERS, input.modelParams?.[i], { ...where, model: i }),
+    );
+    const { w, divisor } = weightsOf(where, params, modelParams);
+    return (a, inputs, out, n) => {
+      const p = a.scratch;
+      a.u32(p, k).set(inputs);
+      a.f32(p + 4 * k, k).set(w);
+      a.k.linear_bf16(p, p + 4 * k, k, divisor, out, n);
+    };
+  },
   run(ctx) {
     const ts = rectifyCommon(ctx, ctx.models);
-    const w = ctx.modelParams.map((p) => Math.fround(num(p, "weight")));
+    const { w, divisor } = weightsOf(ctx, ctx.params, ctx.modelParams);
     const n = ts[0]!.data.length;
-    let divisor = 1; // dividing by 1 is exact, so "no normalize" shares the loops
-    if (bool(ctx.params, "normalize")) {
-      let sum = 0;
-      let sumAbs = 0;
-      for (const wi of w) {
-        sum = Math.fround(sum + wi);
-        sumAbs += Math.abs(wi);
-      }
-      if (sum === 0 || Math.abs(sum) <= 1e-6 * sumAbs) {
-        throw mergeError(
-          ctx,
-          `weights [${w.join(", ")}] sum to ${sum} with normalize: true (division by zero); ` +
-            "set normalize: false or change the weights",
-          "weight",
-        );
-      }
-      divisor = sum;
-    }
     const out = ctx.out !== undefined && ctx.out.length === n ? ctx.out : new Float32Array(n);
     const xs = ts.map((t) => t.data);
     const wasm = ts.length <= WASM_MAX_MODELS ? wasmFor(out, ...xs) : null;
