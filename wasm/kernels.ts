@@ -81,6 +81,22 @@ export function encode_bf16(src: usize, dst: usize, n: i32): void {
   for (; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>bf16BitsScalar(load<u32>(src + (<usize>i << 2))));
 }
 
+// ---- result stores: float32, or bf16 bits rounded to nearest even (the _out kernels write bf16 checkpoints) ----
+
+// @ts-ignore: decorator
+@inline function vst<O>(p: usize, i: i32, v: v128): void {
+  if (sizeof<O>() == 2) {
+    const bits = bf16Bits(v);
+    v128.store64_lane(p + (<usize>i << 1), i16x8.narrow_i32x4_u(bits, bits), 0);
+  } else v128.store(p + (<usize>i << 2), v);
+}
+
+// @ts-ignore: decorator
+@inline function sst<O>(p: usize, i: i32, v: f32): void {
+  if (sizeof<O>() == 2) store<u16>(p + (<usize>i << 1), <u16>bf16BitsScalar(reinterpret<u32>(v)));
+  else store<f32>(p + (<usize>i << 2), v);
+}
+
 // ---- linear: acc = x0 * w0; acc += fround(xi * wi) in model order; acc / d ----
 
 export function linear(xs: usize, ws: usize, k: i32, d: f32, out: usize, n: i32): void {
@@ -220,11 +236,7 @@ export function ta_sum(
     mixed = sumStep(mixed, vld<T>(x2, i), bv, s2, w2, q2, i);
     if (normalize) mixed = f32x4.div(mixed, dv);
     if (lambda != 1) mixed = f32x4.mul(mixed, lv);
-    const r = f32x4.add(bv, mixed);
-    if (sizeof<O>() == 2) {
-      const bits = bf16Bits(r);
-      v128.store64_lane(out + (<usize>i << 1), i16x8.narrow_i32x4_u(bits, bits), 0);
-    } else v128.store(out + (<usize>i << 2), r);
+    vst<O>(out, i, f32x4.add(bv, mixed));
   }
   for (; i < n; i++) {
     const bs = sld<T>(b, i);
@@ -239,9 +251,7 @@ export function ta_sum(
     }
     if (normalize) mixed = mixed / divisor;
     if (lambda != 1) mixed = mixed * lambda;
-    const r: f32 = bs + mixed;
-    if (sizeof<O>() == 2) store<u16>(out + (<usize>i << 1), <u16>bf16BitsScalar(reinterpret<u32>(r)));
-    else store<f32>(out + (<usize>i << 2), r);
+    sst<O>(out, i, bs + mixed);
   }
 }
 
@@ -439,7 +449,7 @@ export function ta_consensus(
 
 /** ta_consensus for exactly three models, every operand in registers (the common TIES / DARE case). */
 // @ts-ignore: decorator
-@inline function ta_consensus3_impl<T>(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+@inline function ta_consensus3_impl<T, O>(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
   const x0 = <usize>load<u32>(models, 0);
   const q0 = <usize>load<u32>(models, 4);
   const s0 = load<f32>(models, 8);
@@ -459,14 +469,14 @@ export function ta_consensus(
     const v0 = weighted<T>(x0, i, bv, s0, w0, keepLanes(q0, i), finite);
     const v1 = weighted<T>(x1, i, bv, s1, w1, keepLanes(q1, i), finite);
     const v2 = weighted<T>(x2, i, bv, s2, w2, keepLanes(q2, i), finite);
-    v128.store(out + (<usize>i << 2), elect3(bv, v0, v1, v2, w0, w1, w2, normalize, lambda));
+    vst<O>(out, i, elect3(bv, v0, v1, v2, w0, w1, w2, normalize, lambda));
   }
   for (; i < n; i++) {
     const bs = sld<T>(b, i);
     const v0 = scalarWeighted<T>(x0, q0, i, bs, s0, w0);
     const v1 = scalarWeighted<T>(x1, q1, i, bs, s1, w1);
     const v2 = scalarWeighted<T>(x2, q2, i, bs, s2, w2);
-    store<f32>(out + (<usize>i << 2), elect3Scalar(bs, v0, v1, v2, w0, w1, w2, normalize, lambda));
+    sst<O>(out, i, elect3Scalar(bs, v0, v1, v2, w0, w1, w2, normalize, lambda));
   }
 }
 
@@ -497,7 +507,7 @@ export function ta_consensus(
  * left_0..2 (i32), read and updated for the next chunk. The records' keep pointers are ignored.
  */
 // @ts-ignore: decorator
-@inline function ta_consensus3_topk_impl<T>(b: usize, models: usize, sel: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+@inline function ta_consensus3_topk_impl<T, O>(b: usize, models: usize, sel: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
   const x0 = <usize>load<u32>(models, 0);
   const s0 = load<f32>(models, 8);
   const w0 = load<f32>(models, 12);
@@ -555,7 +565,7 @@ export function ta_consensus(
     const v0 = weightedDelta(d0, s0, w0, k0, finite);
     const v1 = weightedDelta(d1, s1, w1, k1, finite);
     const v2 = weightedDelta(d2, s2, w2, k2, finite);
-    v128.store(out + (<usize>i << 2), elect3(bv, v0, v1, v2, w0, w1, w2, normalize, lambda));
+    vst<O>(out, i, elect3(bv, v0, v1, v2, w0, w1, w2, normalize, lambda));
   }
   for (; i < n; i++) {
     const bs = sld<T>(b, i);
@@ -586,7 +596,7 @@ export function ta_consensus(
     const v0: f32 = keep0 ? t0 * w0 : <f32>0 * w0;
     const v1: f32 = keep1 ? t1 * w1 : <f32>0 * w1;
     const v2: f32 = keep2 ? t2 * w2 : <f32>0 * w2;
-    store<f32>(out + (<usize>i << 2), elect3Scalar(bs, v0, v1, v2, w0, w1, w2, normalize, lambda));
+    sst<O>(out, i, elect3Scalar(bs, v0, v1, v2, w0, w1, w2, normalize, lambda));
   }
   store<i32>(sel, l0, 12);
   store<i32>(sel, l1, 16);
@@ -988,16 +998,24 @@ export function unpack_bits(src: usize, dst: usize, n: i32): void {
 // ---- exported kernels: float32 inputs, and bf16 inputs (x and b pointers to raw bf16) ----
 
 export function ta_consensus3(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
-  ta_consensus3_impl<f32>(b, models, normalize, lambda, out, n);
+  ta_consensus3_impl<f32, f32>(b, models, normalize, lambda, out, n);
 }
 export function ta_consensus3_bf16(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
-  ta_consensus3_impl<u16>(b, models, normalize, lambda, out, n);
+  ta_consensus3_impl<u16, f32>(b, models, normalize, lambda, out, n);
+}
+/** ta_consensus3_bf16 with a bf16 result (rounded as encode_bf16). */
+export function ta_consensus3_bf16_out(b: usize, models: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+  ta_consensus3_impl<u16, u16>(b, models, normalize, lambda, out, n);
 }
 export function ta_consensus3_topk(b: usize, models: usize, sel: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
-  ta_consensus3_topk_impl<f32>(b, models, sel, normalize, lambda, out, n);
+  ta_consensus3_topk_impl<f32, f32>(b, models, sel, normalize, lambda, out, n);
 }
 export function ta_consensus3_topk_bf16(b: usize, models: usize, sel: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
-  ta_consensus3_topk_impl<u16>(b, models, sel, normalize, lambda, out, n);
+  ta_consensus3_topk_impl<u16, f32>(b, models, sel, normalize, lambda, out, n);
+}
+/** ta_consensus3_topk_bf16 with a bf16 result (rounded as encode_bf16). */
+export function ta_consensus3_topk_bf16_out(b: usize, models: usize, sel: usize, normalize: i32, lambda: f32, out: usize, n: i32): void {
+  ta_consensus3_topk_impl<u16, u16>(b, models, sel, normalize, lambda, out, n);
 }
 export function delta_hist_hi(x: usize, b: usize, n: i32, hist: usize): void {
   delta_hist_hi_impl<f32>(x, b, n, hist);

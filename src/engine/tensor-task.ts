@@ -518,7 +518,9 @@ export class TensorRunner {
         forEachChunk(pass, (c) => stream.observe(pass, c));
         stream.endPass(pass);
       }
+      const bf16Out = raw && t.outDtype === "BF16" && stream.emitBf16 !== undefined;
       forEachChunk(stream.passes, (c, _bs, at) => {
+        if (bf16Out && stream.emitBf16!(c, b.outRaw + at * 2)) return;
         const out = a.f32(b.out, c.models[0]?.length ?? c.base!.length);
         stream.emit(c, out);
         this.encodeChunkWasm(a, t.outDtype, b, at, out);

@@ -175,6 +175,85 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
     }
   };
 
+  /** The output pass for one chunk into float32 at `outP`, or (raw bf16 chunks only) bf16 bits. */
+  function emitInto(chunk: StreamChunk, outP: number, bf16Out: boolean): void {
+    emitting = true;
+    const b = chunk.base!;
+    const len = b.length;
+    const r = chunk.bf16;
+    if (fusedTopK) {
+      // Top-k masks computed inside the combine (thresholds and ties left per model; -1 keeps everything).
+      const table = a.scratch;
+      const u = a.u32(table, 12);
+      const f = a.f32(table, 12);
+      const sel = a.i32(table + 64, 6);
+      for (let i = 0; i < 3; i++) {
+        const s = sels[i];
+        u[4 * i] = (r !== undefined ? r.models[i]! : chunk.models[i]!).byteOffset;
+        u[4 * i + 1] = 0;
+        f[4 * i + 2] = scales[i]!;
+        f[4 * i + 3] = o.w[i]!;
+        sel[i] = s === null || s === undefined ? -1 : s.key;
+        sel[3 + i] = s === null || s === undefined ? 0 : s.tieLeft;
+      }
+      if (r !== undefined)
+        (bf16Out ? a.k.ta_consensus3_topk_bf16_out : a.k.ta_consensus3_topk_bf16)(
+          r.base.byteOffset,
+          table,
+          table + 64,
+          +o.normalize,
+          o.lambda,
+          outP,
+          len,
+        );
+      else a.k.ta_consensus3_topk(b.byteOffset, table, table + 64, +o.normalize, o.lambda, outP, len);
+      const left = a.i32(table + 64, 6);
+      sels.forEach((s, i) => {
+        if (s !== null) s.tieLeft = left[3 + i]!;
+      });
+      return;
+    }
+    const ptrs = o.models.map((m, i) => (m.kind === "dense" ? 0 : maskOf(i, chunk, len)));
+    const table = a.scratch;
+    const u = a.u32(table, 4 * k);
+    const f = a.f32(table, 4 * k);
+    for (let i = 0; i < k; i++) {
+      u[4 * i] = (r !== undefined ? r.models[i]! : chunk.models[i]!).byteOffset;
+      u[4 * i + 1] = ptrs[i]!;
+      f[4 * i + 2] = scales[i]!;
+      f[4 * i + 3] = o.w[i]!;
+    }
+    if (o.consensus) {
+      if (r !== undefined)
+        (bf16Out ? a.k.ta_consensus3_bf16_out : a.k.ta_consensus3_bf16)(
+          r.base.byteOffset,
+          table,
+          +o.normalize,
+          o.lambda,
+          outP,
+          len,
+        );
+      else if (k === 3) a.k.ta_consensus3(b.byteOffset, table, +o.normalize, o.lambda, outP, len);
+      else a.k.ta_consensus(b.byteOffset, table, k, +o.normalize, o.lambda, outP, len, table + 16 * k);
+    } else {
+      let divisor = 0;
+      for (let i = 0; i < k; i++) divisor = Math.fround(divisor + o.w[i]!);
+      if (Math.abs(divisor) < 1e-8) divisor = 1;
+      if (r !== undefined)
+        (bf16Out ? a.k.ta_sum3_bf16_out : a.k.ta_sum3_bf16)(
+          r.base.byteOffset,
+          table,
+          +o.normalize,
+          divisor,
+          o.lambda,
+          outP,
+          len,
+        );
+      else if (k === 3) a.k.ta_sum3(b.byteOffset, table, +o.normalize, divisor, o.lambda, outP, len);
+      else a.k.ta_sum(b.byteOffset, table, k, +o.normalize, divisor, o.lambda, outP, len);
+    }
+  }
+
   return {
     // Three models: every kernel used has a bf16 variant (raw chunks, no decoding).
     rawBf16: k === 3,
@@ -285,66 +364,12 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
       }
     },
     emit(chunk: StreamChunk, out: Float32Array): void {
-      emitting = true;
-      const b = chunk.base!;
-      const len = b.length;
-      const r = chunk.bf16;
-      if (fusedTopK) {
-        // Top-k masks computed inside the combine (thresholds and ties left per model; -1 keeps everything).
-        const table = a.scratch;
-        const u = a.u32(table, 12);
-        const f = a.f32(table, 12);
-        const sel = a.i32(table + 64, 6);
-        for (let i = 0; i < 3; i++) {
-          const s = sels[i];
-          u[4 * i] = (r !== undefined ? r.models[i]! : chunk.models[i]!).byteOffset;
-          u[4 * i + 1] = 0;
-          f[4 * i + 2] = scales[i]!;
-          f[4 * i + 3] = o.w[i]!;
-          sel[i] = s === null || s === undefined ? -1 : s.key;
-          sel[3 + i] = s === null || s === undefined ? 0 : s.tieLeft;
-        }
-        if (r !== undefined)
-          a.k.ta_consensus3_topk_bf16(
-            r.base.byteOffset,
-            table,
-            table + 64,
-            +o.normalize,
-            o.lambda,
-            out.byteOffset,
-            len,
-          );
-        else a.k.ta_consensus3_topk(b.byteOffset, table, table + 64, +o.normalize, o.lambda, out.byteOffset, len);
-        const left = a.i32(table + 64, 6);
-        sels.forEach((s, i) => {
-          if (s !== null) s.tieLeft = left[3 + i]!;
-        });
-        return;
-      }
-      const ptrs = o.models.map((m, i) => (m.kind === "dense" ? 0 : maskOf(i, chunk, len)));
-      const table = a.scratch;
-      const u = a.u32(table, 4 * k);
-      const f = a.f32(table, 4 * k);
-      for (let i = 0; i < k; i++) {
-        u[4 * i] = (r !== undefined ? r.models[i]! : chunk.models[i]!).byteOffset;
-        u[4 * i + 1] = ptrs[i]!;
-        f[4 * i + 2] = scales[i]!;
-        f[4 * i + 3] = o.w[i]!;
-      }
-      if (o.consensus) {
-        if (r !== undefined)
-          a.k.ta_consensus3_bf16(r.base.byteOffset, table, +o.normalize, o.lambda, out.byteOffset, len);
-        else if (k === 3) a.k.ta_consensus3(b.byteOffset, table, +o.normalize, o.lambda, out.byteOffset, len);
-        else a.k.ta_consensus(b.byteOffset, table, k, +o.normalize, o.lambda, out.byteOffset, len, table + 16 * k);
-      } else {
-        let divisor = 0;
-        for (let i = 0; i < k; i++) divisor = Math.fround(divisor + o.w[i]!);
-        if (Math.abs(divisor) < 1e-8) divisor = 1;
-        if (r !== undefined)
-          a.k.ta_sum3_bf16(r.base.byteOffset, table, +o.normalize, divisor, o.lambda, out.byteOffset, len);
-        else if (k === 3) a.k.ta_sum3(b.byteOffset, table, +o.normalize, divisor, o.lambda, out.byteOffset, len);
-        else a.k.ta_sum(b.byteOffset, table, k, +o.normalize, divisor, o.lambda, out.byteOffset, len);
-      }
+      emitInto(chunk, out.byteOffset, false);
+    },
+    emitBf16(chunk: StreamChunk, out: number): boolean {
+      if (chunk.bf16 === undefined) return false;
+      emitInto(chunk, out, true);
+      return true;
     },
   };
 }

@@ -200,4 +200,9 @@ export interface StreamingMerge {
   endPass(pass: number): void;
   /** Write the output for the chunk's element range into `out` (same length as the chunk). */
   emit(chunk: StreamChunk, out: Float32Array): void;
+  /**
+   * Optional: emit straight into bf16 bits at arena pointer `out` (the result rounded as encodeFromF32 does), for a
+   * raw bf16 chunk (`chunk.bf16` set). Returns false where it has no such form; the engine then calls `emit`.
+   */
+  emitBf16?(chunk: StreamChunk, out: number): boolean;
 }

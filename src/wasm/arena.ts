@@ -101,11 +101,13 @@ export interface KernelExports {
   delta_topk_mask(x: number, b: number, n: number, key: number, left: number, mask: number): number;
   bernoulli(k0: number, k1: number, lo: number, threshold: number, mask: number, n: number): void;
   ta_consensus3_bf16(b: number, models: number, normalize: number, lambda: number, out: number, n: number): void;
+  ta_consensus3_bf16_out(b: number, models: number, normalize: number, lambda: number, out: number, n: number): void;
   delta_hist_hi_bf16(x: number, b: number, n: number, hist: number): void;
   delta_hist_lo_bf16(x: number, b: number, n: number, bin: number, lo: number): void;
   delta_topk_mask_bf16(x: number, b: number, n: number, key: number, left: number, mask: number): number;
   ta_consensus3_topk: Consensus3TopK;
   ta_consensus3_topk_bf16: Consensus3TopK;
+  ta_consensus3_topk_bf16_out: Consensus3TopK;
   keys_hist_hi(keys: number, n: number, hist: number): void;
   keys_hist_lo(keys: number, n: number, bin: number, lo: number): void;
   delta_band: DeltaBand;
