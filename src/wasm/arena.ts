@@ -21,6 +21,20 @@ type DeltaBand = (
   pack: number,
 ) => void;
 
+/** ta_sum3's signature (float32 / bf16 inputs, float32 / bf16 output alike). */
+type TaSum3 = (
+  b: number,
+  models: number,
+  normalize: number,
+  divisor: number,
+  lambda: number,
+  out: number,
+  n: number,
+) => void;
+
+/** ta_consensus3's signature (float32 / bf16 inputs, float32 / bf16 output alike). */
+type Consensus3 = (b: number, models: number, normalize: number, lambda: number, out: number, n: number) => void;
+
 /** ta_consensus3_topk's signature (float32 and bf16 inputs alike). */
 type Consensus3TopK = (
   b: number,
@@ -59,26 +73,10 @@ export interface KernelExports {
     n: number,
     vs: number,
   ): void;
-  ta_sum3(b: number, models: number, normalize: number, divisor: number, lambda: number, out: number, n: number): void;
-  ta_sum3_bf16_out(
-    b: number,
-    models: number,
-    normalize: number,
-    divisor: number,
-    lambda: number,
-    out: number,
-    n: number,
-  ): void;
-  ta_sum3_bf16(
-    b: number,
-    models: number,
-    normalize: number,
-    divisor: number,
-    lambda: number,
-    out: number,
-    n: number,
-  ): void;
-  ta_consensus3(b: number, models: number, normalize: number, lambda: number, out: number, n: number): void;
+  ta_sum3: TaSum3;
+  ta_sum3_bf16: TaSum3;
+  ta_sum3_bf16_out: TaSum3;
+  ta_consensus3: Consensus3;
   pack_bits(src: number, dst: number, n: number): void;
   unpack_bits(src: number, dst: number, n: number): void;
   linear_bf16(xs: number, ws: number, k: number, d: number, out: number, n: number): void;
@@ -100,8 +98,8 @@ export interface KernelExports {
   delta_hist_lo(x: number, b: number, n: number, bin: number, lo: number): void;
   delta_topk_mask(x: number, b: number, n: number, key: number, left: number, mask: number): number;
   bernoulli(k0: number, k1: number, lo: number, threshold: number, mask: number, n: number): void;
-  ta_consensus3_bf16(b: number, models: number, normalize: number, lambda: number, out: number, n: number): void;
-  ta_consensus3_bf16_out(b: number, models: number, normalize: number, lambda: number, out: number, n: number): void;
+  ta_consensus3_bf16: Consensus3;
+  ta_consensus3_bf16_out: Consensus3;
   delta_hist_hi_bf16(x: number, b: number, n: number, hist: number): void;
   delta_hist_lo_bf16(x: number, b: number, n: number, bin: number, lo: number): void;
   delta_topk_mask_bf16(x: number, b: number, n: number, key: number, left: number, mask: number): number;
