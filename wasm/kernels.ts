@@ -727,6 +727,35 @@ export function ta_consensus(
   return left;
 }
 
+/** One group of four keys of the band pass: those inside the band appended at g (clamped to cap); the new g. */
+// @ts-ignore: decorator
+@inline function bandKeep(k: v128, lt: v128, hiv: v128, keys: usize, g: u32, cap: u32, pack: usize): u32 {
+  // Keys and bounds are below 2^31 (sign bit cleared), so signed compares order them (one instruction each).
+  const bits = <u32>i32x4.bitmask(v128.or(lt, i32x4.gt_s(k, hiv))) ^ 15;
+  const at = g < cap ? g : cap;
+  v128.store(keys + (<usize>at << 2), i8x16.swizzle(k, v128.load(pack + (<usize>bits << 4))));
+  return g + popcnt<u32>(bits);
+}
+
+/** The band pass's scalar tail from element `from` and its counts: keys below the band (this call), gathered so far. */
+// @ts-ignore: decorator
+@inline function bandFinish<T>(x: usize, b: usize, from: i32, n: i32, lo: u32, hi: u32, keys: usize, cap: u32, counts: usize, g: u32, below: v128): void {
+  let count: u32 = <u32>(
+    i32x4.extract_lane(below, 0) + i32x4.extract_lane(below, 1) + i32x4.extract_lane(below, 2) + i32x4.extract_lane(below, 3)
+  );
+  for (let i = from; i < n; i++) {
+    const d: f32 = sld<T>(x, i) - sld<T>(b, i);
+    const kk = reinterpret<u32>(d) & ABS;
+    if (kk < lo) count++;
+    else if (kk <= hi) {
+      if (g < cap) store<u32>(keys + (<usize>g << 2), kk);
+      g++;
+    }
+  }
+  store<u32>(counts, count, 0);
+  store<u32>(counts, g, 4);
+}
+
 /**
  * One chunk of the sampled threshold search (a band [lo, hi] of keys expected to hold the threshold; lo, hi <= 2^31 - 1):
  * counts[0] = #{key < lo} in this chunk; keys in [lo, hi] are appended, in index order, to `keys` (u32) from
@@ -743,35 +772,80 @@ export function ta_consensus(
   let g = load<u32>(counts, 4);
   let i = 0;
   for (; i + 8 <= n; i += 8) {
-    // Keys and bounds are below 2^31 (sign bit cleared), so signed compares order them (one instruction each).
     const k0 = v128.and(f32x4.sub(vld<T>(x, i), vld<T>(b, i)), abs);
     const k1 = v128.and(f32x4.sub(vld<T>(x, i + 4), vld<T>(b, i + 4)), abs);
     const lt0 = i32x4.lt_s(k0, lov);
     const lt1 = i32x4.lt_s(k1, lov);
     below = i32x4.sub(i32x4.sub(below, lt0), lt1);
-    const bits0 = <u32>i32x4.bitmask(v128.or(lt0, i32x4.gt_s(k0, hiv))) ^ 15;
-    const bits1 = <u32>i32x4.bitmask(v128.or(lt1, i32x4.gt_s(k1, hiv))) ^ 15;
-    const at0 = g < cap ? g : cap;
-    v128.store(keys + (<usize>at0 << 2), i8x16.swizzle(k0, v128.load(pack + (<usize>bits0 << 4))));
-    g += popcnt<u32>(bits0);
-    const at1 = g < cap ? g : cap;
-    v128.store(keys + (<usize>at1 << 2), i8x16.swizzle(k1, v128.load(pack + (<usize>bits1 << 4))));
-    g += popcnt<u32>(bits1);
+    g = bandKeep(k0, lt0, hiv, keys, g, cap, pack);
+    g = bandKeep(k1, lt1, hiv, keys, g, cap, pack);
   }
-  let count: u32 = <u32>(
-    i32x4.extract_lane(below, 0) + i32x4.extract_lane(below, 1) + i32x4.extract_lane(below, 2) + i32x4.extract_lane(below, 3)
-  );
-  for (; i < n; i++) {
-    const d: f32 = sld<T>(x, i) - sld<T>(b, i);
-    const kk = reinterpret<u32>(d) & ABS;
-    if (kk < lo) count++;
-    else if (kk <= hi) {
-      if (g < cap) store<u32>(keys + (<usize>g << 2), kk);
-      g++;
-    }
+  bandFinish<T>(x, b, i, n, lo, hi, keys, cap, counts, g, below);
+}
+
+/**
+ * delta_band for three models against one base in one pass (the base is loaded once): records of 32 bytes at
+ * `recs`, { lo, hi, keys, cap, counts } (u32) per model; each model's keys and counts as delta_band's.
+ */
+// @ts-ignore: decorator
+@inline function delta_band3_impl<T>(x0: usize, x1: usize, x2: usize, b: usize, n: i32, recs: usize, pack: usize): void {
+  const abs = i32x4.splat(ABS);
+  const lo0 = load<u32>(recs, 0);
+  const hi0 = load<u32>(recs, 4);
+  const keys0 = <usize>load<u32>(recs, 8);
+  const cap0 = load<u32>(recs, 12);
+  const counts0 = <usize>load<u32>(recs, 16);
+  const lo1 = load<u32>(recs, 32);
+  const hi1 = load<u32>(recs, 36);
+  const keys1 = <usize>load<u32>(recs, 40);
+  const cap1 = load<u32>(recs, 44);
+  const counts1 = <usize>load<u32>(recs, 48);
+  const lo2 = load<u32>(recs, 64);
+  const hi2 = load<u32>(recs, 68);
+  const keys2 = <usize>load<u32>(recs, 72);
+  const cap2 = load<u32>(recs, 76);
+  const counts2 = <usize>load<u32>(recs, 80);
+  const lov0 = i32x4.splat(lo0);
+  const hiv0 = i32x4.splat(hi0);
+  const lov1 = i32x4.splat(lo1);
+  const hiv1 = i32x4.splat(hi1);
+  const lov2 = i32x4.splat(lo2);
+  const hiv2 = i32x4.splat(hi2);
+  let below0 = i32x4.splat(0);
+  let below1 = i32x4.splat(0);
+  let below2 = i32x4.splat(0);
+  let g0 = load<u32>(counts0, 4);
+  let g1 = load<u32>(counts1, 4);
+  let g2 = load<u32>(counts2, 4);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const bl = vld<T>(b, i);
+    const bh = vld<T>(b, i + 4);
+    let kl = v128.and(f32x4.sub(vld<T>(x0, i), bl), abs);
+    let kh = v128.and(f32x4.sub(vld<T>(x0, i + 4), bh), abs);
+    let ll = i32x4.lt_s(kl, lov0);
+    let lh = i32x4.lt_s(kh, lov0);
+    below0 = i32x4.sub(i32x4.sub(below0, ll), lh);
+    g0 = bandKeep(kl, ll, hiv0, keys0, g0, cap0, pack);
+    g0 = bandKeep(kh, lh, hiv0, keys0, g0, cap0, pack);
+    kl = v128.and(f32x4.sub(vld<T>(x1, i), bl), abs);
+    kh = v128.and(f32x4.sub(vld<T>(x1, i + 4), bh), abs);
+    ll = i32x4.lt_s(kl, lov1);
+    lh = i32x4.lt_s(kh, lov1);
+    below1 = i32x4.sub(i32x4.sub(below1, ll), lh);
+    g1 = bandKeep(kl, ll, hiv1, keys1, g1, cap1, pack);
+    g1 = bandKeep(kh, lh, hiv1, keys1, g1, cap1, pack);
+    kl = v128.and(f32x4.sub(vld<T>(x2, i), bl), abs);
+    kh = v128.and(f32x4.sub(vld<T>(x2, i + 4), bh), abs);
+    ll = i32x4.lt_s(kl, lov2);
+    lh = i32x4.lt_s(kh, lov2);
+    below2 = i32x4.sub(i32x4.sub(below2, ll), lh);
+    g2 = bandKeep(kl, ll, hiv2, keys2, g2, cap2, pack);
+    g2 = bandKeep(kh, lh, hiv2, keys2, g2, cap2, pack);
   }
-  store<u32>(counts, count, 0);
-  store<u32>(counts, g, 4);
+  bandFinish<T>(x0, b, i, n, lo0, hi0, keys0, cap0, counts0, g0, below0);
+  bandFinish<T>(x1, b, i, n, lo1, hi1, keys1, cap1, counts1, g1, below1);
+  bandFinish<T>(x2, b, i, n, lo2, hi2, keys2, cap2, counts2, g2, below2);
 }
 
 /** hist[key >>> 16]++ over n gathered keys (u32). */
@@ -1040,6 +1114,12 @@ export function delta_band(x: usize, b: usize, n: i32, lo: u32, hi: u32, keys: u
 }
 export function delta_band_bf16(x: usize, b: usize, n: i32, lo: u32, hi: u32, keys: usize, cap: u32, counts: usize, pack: usize): void {
   delta_band_impl<u16>(x, b, n, lo, hi, keys, cap, counts, pack);
+}
+export function delta_band3(x0: usize, x1: usize, x2: usize, b: usize, n: i32, recs: usize, pack: usize): void {
+  delta_band3_impl<f32>(x0, x1, x2, b, n, recs, pack);
+}
+export function delta_band3_bf16(x0: usize, x1: usize, x2: usize, b: usize, n: i32, recs: usize, pack: usize): void {
+  delta_band3_impl<u16>(x0, x1, x2, b, n, recs, pack);
 }
 export function l1_sums3(x0: usize, m0: usize, x1: usize, m1: usize, x2: usize, m2: usize, b: usize, n: i32, acc: usize): void {
   l1_sums3_impl<f32>(x0, m0, x1, m1, x2, m2, b, n, acc);

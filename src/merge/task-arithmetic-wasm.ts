@@ -291,7 +291,18 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
       const r = chunk.bf16;
       const b = chunk.base!.byteOffset;
       const len = chunk.base!.length;
-      if (phase === "band" || phase === "hi" || phase === "lo") {
+      if (phase === "band" && k === 3 && sels.every((s) => s !== null && s !== undefined && !s.settled)) {
+        // All three models in one pass over the chunk (the base loaded once).
+        const recs = a.scratch;
+        const u = a.u32(recs, 24);
+        sels.forEach((s, i) => {
+          u.set([s!.bandLo, s!.bandHi, s!.keys, s!.cap, s!.counts], 8 * i);
+        });
+        const xs = (r !== undefined ? r.models : chunk.models).map((x) => x!.byteOffset);
+        if (r !== undefined) a.k.delta_band3_bf16(xs[0]!, xs[1]!, xs[2]!, r.base.byteOffset, len, recs, a.packTable);
+        else a.k.delta_band3(xs[0]!, xs[1]!, xs[2]!, b, len, recs, a.packTable);
+        for (const s of sels) s!.bandBelow += a.u32(s!.counts, 1)[0]!;
+      } else if (phase === "band" || phase === "hi" || phase === "lo") {
         for (let i = 0; i < k; i++) {
           const s = sels[i];
           if (s === null || s === undefined || s.settled) continue;

@@ -21,6 +21,9 @@ type DeltaBand = (
   pack: number,
 ) => void;
 
+/** delta_band3's signature: three models against one base, per-model records at `recs` (see wasm/kernels.ts). */
+type DeltaBand3 = (x0: number, x1: number, x2: number, b: number, n: number, recs: number, pack: number) => void;
+
 /** ta_sum3's signature (float32 / bf16 inputs, float32 / bf16 output alike). */
 type TaSum3 = (
   b: number,
@@ -110,6 +113,8 @@ export interface KernelExports {
   keys_hist_lo(keys: number, n: number, bin: number, lo: number): void;
   delta_band: DeltaBand;
   delta_band_bf16: DeltaBand;
+  delta_band3: DeltaBand3;
+  delta_band3_bf16: DeltaBand3;
   l1_sums3_bf16(
     x0: number,
     m0: number,

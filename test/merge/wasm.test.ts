@@ -215,6 +215,56 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     );
   });
 
+  it("the three-model band pass (delta_band3) gathers and counts exactly what three delta_band calls do", () => {
+    const toBf16 = (x: Float32Array) => encodeFromF32(x, "BF16", new Uint16Array(x.length));
+    for (const [n, bf16] of [
+      [4099, false],
+      [4099, true],
+      [37, true],
+    ] as const) {
+      const base = specials(n, 7, undefined, 0.02);
+      const models = [1, 2, 3].map((i) => specials(n, 70 + i, base, 0.02));
+      const mark = a.mark();
+      const put = (x: Float32Array) => {
+        if (!bf16) return inArena(a, [x])[0]!.byteOffset;
+        const p = a.alloc(n * 2);
+        a.u16(p, n).set(toBf16(x));
+        return p;
+      };
+      const [bp, ...xp] = [base, ...models].map(put) as [number, ...number[]];
+      // bands of different widths (one tiny: most keys outside; one whose buffer overflows)
+      const bands = [
+        [0x3a000000, 0x3c000000, n],
+        [0x3b800000, 0x3b810000, n],
+        [0, 0x7f800000, 64],
+      ] as const;
+      const run = (fused: boolean) => {
+        const out = bands.map(([, , cap]) => ({ keys: a.alloc((cap + 4) * 4), counts: a.alloc(8) }));
+        out.forEach((o) => a.u32(o.counts, 2).fill(0));
+        const recs = a.alloc(96);
+        if (fused) {
+          const u = a.u32(recs, 24);
+          bands.forEach(([lo, hi, cap], i) => u.set([lo, hi, out[i]!.keys, cap, out[i]!.counts], 8 * i));
+          if (bf16) a.k.delta_band3_bf16(xp[0]!, xp[1]!, xp[2]!, bp, n, recs, a.packTable);
+          else a.k.delta_band3(xp[0]!, xp[1]!, xp[2]!, bp, n, recs, a.packTable);
+        } else {
+          bands.forEach(([lo, hi, cap], i) => {
+            const f = bf16 ? a.k.delta_band_bf16 : a.k.delta_band;
+            f(xp[i]!, bp, n, lo, hi, out[i]!.keys, cap, out[i]!.counts, a.packTable);
+          });
+        }
+        return out.map((o, i) => {
+          const counts = [...a.u32(o.counts, 2)];
+          return { counts, keys: [...a.u32(o.keys, Math.min(counts[1]!, bands[i]![2]))] };
+        });
+      };
+      const want = run(false);
+      if (n > 64) assert.ok(want[2]!.counts[1]! > 64, "the third band overflows its buffer");
+      assert.deepEqual(run(true), want, `n=${n} bf16=${bf16}`);
+      a.release(mark);
+    }
+  });
+
   it("streaming task arithmetic on the kernels equals the whole-tensor merge", () => {
     const n = 10007;
     const runs: [string, ParamValues, ParamValues[]][] = [
