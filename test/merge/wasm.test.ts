@@ -240,11 +240,13 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
       ] as const;
       const run = (fused: boolean) => {
         const out = bands.map(([, , cap]) => ({ keys: a.alloc((cap + 4) * 4), counts: a.alloc(8) }));
-        out.forEach((o) => a.u32(o.counts, 2).fill(0));
+        for (const o of out) a.u32(o.counts, 2).fill(0);
         const recs = a.alloc(96);
         if (fused) {
           const u = a.u32(recs, 24);
-          bands.forEach(([lo, hi, cap], i) => u.set([lo, hi, out[i]!.keys, cap, out[i]!.counts], 8 * i));
+          bands.forEach(([lo, hi, cap], i) => {
+            u.set([lo, hi, out[i]!.keys, cap, out[i]!.counts], 8 * i);
+          });
           if (bf16) a.k.delta_band3_bf16(xp[0]!, xp[1]!, xp[2]!, bp, n, recs, a.packTable);
           else a.k.delta_band3(xp[0]!, xp[1]!, xp[2]!, bp, n, recs, a.packTable);
         } else {
