@@ -452,7 +452,6 @@ function shiftedInputGrad(sgemm: Sgemm, be: FusionBackend, dy: Float32Array, w: 
   const left = c.padInfo.left;
   const HE = Math.max(OH + FH - 1, top + H);
   const WE = Math.max(OW + FW - 1, left + W);
-  const direct = top === 0 && left === 0 && HE === H && WE === W;
   const rows = B * HE * WE;
   const dyE = be.pool.alloc(rows * CO);
   const rowLen = OW * CO;
@@ -464,7 +463,9 @@ function shiftedInputGrad(sgemm: Sgemm, be: FusionBackend, dy: Float32Array, w: 
     }
     if (HE > OH) dyE.fill(0, (b * HE + OH) * WE * CO, (b + 1) * HE * WE * CO);
   }
-  const e = direct ? be.pool.alloc(B * H * W * CI) : be.pool.alloc(rows * CI);
+  // E is accumulated transposed, one plane of `rows` values per input channel (eT[ci][r]): C^T += W_k dyE^T has
+  // the output channels as its long side, which OpenBLAS runs ~2-3x faster than dyE W_k^T with few channels.
+  const eT = be.pool.alloc(rows * CI);
   const chunk = Math.max(64, Math.floor((1 << 17) / Math.max(CI, CO)));
   for (let m0 = 0; m0 < rows; m0 += chunk) {
     const m1 = Math.min(rows, m0 + chunk);
@@ -475,36 +476,39 @@ function shiftedInputGrad(sgemm: Sgemm, be: FusionBackend, dy: Float32Array, w: 
         const d0 = s0 + off;
         if (d0 >= m1) continue;
         const wk = w.subarray((kh * FW + kw) * CI * CO, (kh * FW + kw + 1) * CI * CO);
-        // E[d0 .. m1) (+)= dyE[s0 ..] W_k^T; the first tap (offset 0) initialises the chunk
+        // E^T[:, d0 .. m1) (+)= W_k dyE[s0 ..]^T; the first tap (offset 0) initialises the chunk
         sgemm(
           NO_TRANS,
           TRANS,
-          m1 - d0,
           CI,
+          m1 - d0,
           CO,
           1,
-          dyE.subarray(s0 * CO),
-          CO,
           wk,
           CO,
+          dyE.subarray(s0 * CO),
+          CO,
           off === 0 ? 0 : 1,
-          e.subarray(d0 * CI),
-          CI,
+          eT.subarray(d0),
+          rows,
         );
       }
     }
   }
   be.pool.release(dyE);
-  if (direct) return e;
+  // dx[b, ih, iw, ci] = eT[ci][(b * HE + ih + top) * WE + left + iw]: one input line at a time, channel by channel
   const dx = be.pool.alloc(B * H * W * CI);
-  const span = W * CI;
   for (let b = 0; b < B; b++) {
     for (let ih = 0; ih < H; ih++) {
-      const src = ((b * HE + ih + top) * WE + left) * CI;
-      dx.set(e.subarray(src, src + span), (b * H + ih) * span);
+      const src = (b * HE + ih + top) * WE + left;
+      const dst = (b * H + ih) * W * CI;
+      for (let ci = 0; ci < CI; ci++) {
+        const from = ci * rows + src;
+        for (let iw = 0; iw < W; iw++) dx[dst + iw * CI + ci] = eT[from + iw]!;
+      }
     }
   }
-  be.pool.release(e);
+  be.pool.release(eT);
   return dx;
 }
 
