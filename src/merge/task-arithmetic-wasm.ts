@@ -8,7 +8,8 @@
 //   hi, lo: only when the band missed the threshold (or gathered too much): high-bits histograms, then low-bits
 //           histograms inside the threshold bin, as a radix select over the whole tensor
 //   sums:   L1 sums under the keep-masks (rescale: random masks drawn, or top-k masks)
-//   emit:   keep-masks (top-k, or Bernoulli draws), then the sign-consensus or plain combine
+//   emit:   keep-masks (top-k, or Bernoulli draws), then the sign-consensus or plain combine, into float32 or,
+//           for raw bf16 chunks (emitBf16), straight into bf16 bits
 //
 // Without a sample the passes are hi, lo, sums. Deltas are never stored: every kernel recomputes x - b from the
 // chunk (one float32 subtraction per element). Arena memory is allocated when the stream is created, and the
