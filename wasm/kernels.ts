@@ -1157,7 +1157,8 @@ export function bias_relu(p: usize, bias: usize, n: i32, len: i32): void {
  * pooled (k x k, stride k, sizes floored); dst gets [images, H / k, W / k, C]. Each window's first maximum in
  * row-major order (m = v > m ? v : m, as tfjs's cpu kernel; a NaN wins only where it comes first), then
  * max(m + bias[c], 0), which equals pooling the biased, rectified values (float addition and max are monotone)
- * unless a bias is infinite. k = 2 four windows at a time.
+ * unless a bias is infinite. k = 2 four windows at a time. When `codes` is not 0 it gets, laid out like dst, each
+ * window's winner as a float (kh * k + kw), or -1 where the output is not positive (no gradient flows there).
  */
 export function pool_planes(
   src: usize,
@@ -1171,6 +1172,7 @@ export function pool_planes(
   k: i32,
   bias: usize,
   dst: usize,
+  codes: usize,
 ): void {
   const PH = H / k;
   const PW = W / k;
@@ -1185,7 +1187,45 @@ export function pool_planes(
         const r0 = plane + ((<usize>((b * HP + py * k) * L)) << 2);
         let o = dst + ((<usize>(((b * PH + py) * PW) * C + c)) << 2);
         let px = 0;
-        if (k == 2) {
+        if (k == 2 && codes != 0) {
+          let q = codes + (o - dst);
+          const r1 = r0 + (<usize>L << 2);
+          const none = f32x4.splat(-1);
+          for (; px + 4 <= PW; px += 4) {
+            const at = <usize>px << 3;
+            const a0 = v128.load(r0 + at);
+            const a1 = v128.load(r0 + at + 16);
+            const b0 = v128.load(r1 + at);
+            const b1 = v128.load(r1 + at + 16);
+            let m = v128.shuffle<f32>(a0, a1, 0, 2, 4, 6);
+            let w = f32x4.splat(0);
+            let v = v128.shuffle<f32>(a0, a1, 1, 3, 5, 7);
+            let gt = f32x4.gt(v, m);
+            m = v128.bitselect(v, m, gt);
+            w = v128.bitselect(f32x4.splat(1), w, gt);
+            v = v128.shuffle<f32>(b0, b1, 0, 2, 4, 6);
+            gt = f32x4.gt(v, m);
+            m = v128.bitselect(v, m, gt);
+            w = v128.bitselect(f32x4.splat(2), w, gt);
+            v = v128.shuffle<f32>(b0, b1, 1, 3, 5, 7);
+            gt = f32x4.gt(v, m);
+            m = v128.bitselect(v, m, gt);
+            w = v128.bitselect(f32x4.splat(3), w, gt);
+            m = f32x4.add(m, bv);
+            w = v128.bitselect(w, none, f32x4.gt(m, zero));
+            m = f32x4.max(m, zero);
+            store<f32>(o, f32x4.extract_lane(m, 0));
+            store<f32>(o + step, f32x4.extract_lane(m, 1));
+            store<f32>(o + 2 * step, f32x4.extract_lane(m, 2));
+            store<f32>(o + 3 * step, f32x4.extract_lane(m, 3));
+            store<f32>(q, f32x4.extract_lane(w, 0));
+            store<f32>(q + step, f32x4.extract_lane(w, 1));
+            store<f32>(q + 2 * step, f32x4.extract_lane(w, 2));
+            store<f32>(q + 3 * step, f32x4.extract_lane(w, 3));
+            o += 4 * step;
+            q += 4 * step;
+          }
+        } else if (k == 2) {
           const r1 = r0 + (<usize>L << 2);
           for (; px + 4 <= PW; px += 4) {
             const at = <usize>px << 3;
@@ -1210,15 +1250,97 @@ export function pool_planes(
         for (; px < PW; px++) {
           const at = r0 + ((<usize>(px * k)) << 2);
           let m = load<f32>(at);
+          let win = 0;
           for (let kh = 0; kh < k; kh++) {
             for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
               const v = load<f32>(at + ((<usize>(kh * L + kw)) << 2));
-              if (v > m) m = v;
+              if (v > m) {
+                m = v;
+                win = kh * k + kw;
+              }
             }
           }
-          store<f32>(o, max<f32>(m + bc, 0));
+          const z = m + bc;
+          store<f32>(o, max<f32>(z, 0));
+          if (codes != 0) store<f32>(codes + (o - dst), z > 0 ? <f32>win : -1);
           o += step;
         }
+      }
+    }
+  }
+}
+
+/** n bytes from src to dst (no overlap): a SIMD loop when n is a multiple of 16 (memory.copy calls out per use). */
+// @ts-ignore: decorator
+@inline
+function copyBytes(dst: usize, src: usize, n: usize): void {
+  if ((n & 15) != 0) {
+    memory.copy(dst, src, n);
+    return;
+  }
+  for (let i: usize = 0; i < n; i += 16) v128.store(dst + i, v128.load(src + i));
+}
+
+/**
+ * im2col rows r0 <= r < r1 of a convolution over NHWC x ([*, H, W, C]): row r = output pixel (b, oh, ow) in
+ * row-major order gets the FH x FW x C window under it (stride sh x sw, dilation dh x dw, the input at offset
+ * (top, left) of the padded grid; zeros where the window leaves the input), FH * FW * C floats per row at dst.
+ */
+export function im2col(
+  x: usize,
+  H: i32,
+  W: i32,
+  C: i32,
+  OH: i32,
+  OW: i32,
+  FH: i32,
+  FW: i32,
+  sh: i32,
+  sw: i32,
+  dh: i32,
+  dw: i32,
+  top: i32,
+  left: i32,
+  r0: i32,
+  r1: i32,
+  dst: usize,
+): void {
+  const pixel = <usize>C << 2;
+  const span = <usize>(FW * C) << 2;
+  const per = OH * OW;
+  let b = r0 / per;
+  let oh = (r0 % per) / OW;
+  let ow = r0 % OW;
+  let o = dst;
+  for (let r = r0; r < r1; r++) {
+    const xb = x + ((<usize>b * <usize>H * <usize>W) << 2) * <usize>C;
+    const iw0 = ow * sw - left;
+    const inside = dw == 1 && iw0 >= 0 && iw0 + FW <= W;
+    for (let kh = 0; kh < FH; kh++) {
+      const ih = oh * sh - top + kh * dh;
+      if (ih < 0 || ih >= H) {
+        memory.fill(o, 0, span);
+        o += span;
+        continue;
+      }
+      const xr = xb + ((<usize>(ih * W)) << 2) * <usize>C;
+      if (inside) {
+        copyBytes(o, xr + <usize>iw0 * pixel, span);
+        o += span;
+        continue;
+      }
+      for (let kw = 0; kw < FW; kw++) {
+        const iw = iw0 + kw * dw;
+        if (iw < 0 || iw >= W) memory.fill(o, 0, pixel);
+        else copyBytes(o, xr + <usize>iw * pixel, pixel);
+        o += pixel;
+      }
+    }
+    if (++ow == OW) {
+      ow = 0;
+      if (++oh == OH) {
+        oh = 0;
+        b++;
       }
     }
   }

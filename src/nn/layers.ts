@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { FUSION_BACKEND } from "./backend.js";
-import { CONV_RELU_MAX_POOL_KERNEL } from "./kernels/conv-pool.js";
+import { CONV_RELU_MAX_POOL_GRAD_KERNEL, CONV_RELU_MAX_POOL_KERNEL } from "./kernels/conv-pool.js";
 import { GELU_GRAD_KERNEL, GELU_KERNEL } from "./kernels/gelu.js";
 import { RELU_GRAD_BIAS_KERNEL, RELU_GRAD_KERNEL } from "./kernels/relu-grad.js";
 
@@ -61,9 +61,9 @@ export interface Conv2DOptions {
    */
   inputGradient?: boolean;
   /**
-   * A k x k max-pool with stride k ("valid") after the activation. Inference with relu and a per-channel bias on the
-   * fusionkit backend runs conv, bias, relu and pool as one kernel (the full-size activation is never written out);
-   * otherwise conv2d then tf.maxPool.
+   * A k x k max-pool with stride k ("valid") after the activation. With relu and a per-channel bias on the fusionkit
+   * backend, conv, bias, relu and pool run as one kernel (the full-size activation is never written out), and under a
+   * tape the gradient through pool, relu and bias is one kernel too; otherwise conv2d then tf.maxPool.
    */
   maxPool?: number;
 }
@@ -80,7 +80,6 @@ export function conv2d(
   const { strides = 1, pad = "valid", dilations = 1, activation = "linear" } = options;
   const undilated = dilations === 1 || (Array.isArray(dilations) && dilations[0] === 1 && dilations[1] === 1);
   if (
-    !recording() &&
     activation === "relu" &&
     undilated &&
     bias !== undefined &&
@@ -88,6 +87,7 @@ export function conv2d(
     tf.getBackend() === FUSION_BACKEND &&
     x.dtype === "float32"
   ) {
+    if (recording()) return convRelu(x, filter, bias, strides, pad, options.inputGradient !== false, k);
     const attrs = { strides, pad, dataFormat: "NHWC", dilations: 1, poolSize: k };
     return tf
       .engine()
@@ -123,9 +123,11 @@ function reluGradFromOutput(dy: tf.Tensor, y: tf.Tensor): tf.Tensor {
 }
 
 /**
- * relu(conv2d(x, filter) + bias) as one op: the forward pass is a single FusedConv2D with the relu applied while the
- * output is in cache (tfjs would run the conv, then a Relu pass, under a tape), and the backward pass masks dy by the
- * saved output once for the filter, bias and (unless `inputGradient` is false, when x is a constant) input gradients.
+ * relu(conv2d(x, filter) + bias) as one op, and with `maxPool` = k the k x k max-pool after it (fusionkit backend, a
+ * bias per channel): the forward pass is a single FusedConv2D with the relu applied while the output is in cache
+ * (tfjs would run the conv, then a Relu pass, under a tape), or the conv-relu-pool kernel, which also returns each
+ * window's winner; the backward pass masks dy by the saved output (or routes it to the winners) once for the filter,
+ * bias and (unless `inputGradient` is false, when x is a constant) input gradients.
  */
 function convRelu(
   x: tf.Tensor4D,
@@ -134,6 +136,7 @@ function convRelu(
   strides: number | [number, number],
   pad: "same" | "valid" | number,
   inputGradient: boolean,
+  maxPool?: number,
 ): tf.Tensor4D {
   const attrs = { strides, pad, dataFormat: "NHWC", dilations: 1 };
   const run = tf.customGrad(((...args: tf.Tensor[]) => {
@@ -143,23 +146,45 @@ function convRelu(
     const save = args.at(-1) as unknown as (ts: tf.Tensor[]) => void;
     const inputs: tf.NamedTensorMap = { x: xs, filter: f };
     if (b !== undefined) inputs.bias = b;
-    const y = tf.engine().runKernel("FusedConv2D", inputs, {
-      ...attrs,
-      activation: "relu",
-    } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+    let y: tf.Tensor4D;
+    if (maxPool === undefined) {
+      y = tf.engine().runKernel("FusedConv2D", inputs, {
+        ...attrs,
+        activation: "relu",
+      } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+    } else {
+      const pooled = { ...attrs, poolSize: maxPool, withCodes: true };
+      const [p, codes] = tf
+        .engine()
+        .runKernel(CONV_RELU_MAX_POOL_KERNEL, inputs, pooled as unknown as tf.NamedAttrMap) as tf.Tensor4D[];
+      y = p;
+      save([xs, f, codes]);
+    }
     // tfjs disposes the forward pass's intermediates before backprop: whatever the gradient reads must be saved
-    save([xs, f, y]);
+    if (maxPool === undefined) save([xs, f, y]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, f, y] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+        const [xs, f, yOrCodes] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
         let dz: tf.Tensor;
         let db: tf.Tensor | undefined;
-        if (b !== undefined && b.size === y.shape[3] && tf.getBackend() === FUSION_BACKEND && dy.dtype === "float32") {
-          [dz, db] = tf.engine().runKernel(RELU_GRAD_BIAS_KERNEL, { dy, y }) as tf.Tensor[];
+        if (maxPool !== undefined) {
+          const outShape = tf.backend_util.computeConv2DInfo(xs.shape, f.shape, strides, 1, pad).outShape;
+          [dz, db] = tf.engine().runKernel(CONV_RELU_MAX_POOL_GRAD_KERNEL, { dy, codes: yOrCodes }, {
+            outShape,
+            poolSize: maxPool,
+          } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+          db = tf.reshape(db, (b as tf.Tensor).shape);
+        } else if (
+          b !== undefined &&
+          b.size === yOrCodes.shape[3] &&
+          tf.getBackend() === FUSION_BACKEND &&
+          dy.dtype === "float32"
+        ) {
+          [dz, db] = tf.engine().runKernel(RELU_GRAD_BIAS_KERNEL, { dy, y: yOrCodes }) as tf.Tensor[];
           db = tf.reshape(db, b.shape);
         } else {
-          dz = reluGradFromOutput(dy, y);
+          dz = reluGradFromOutput(dy, yOrCodes);
           if (b !== undefined) db = tf.reshape(tf.sum(dz, [0, 1, 2]), b.shape);
         }
         const grads: tf.Tensor[] = [];

@@ -8,7 +8,7 @@ import { FUSION_BACKEND, FusionBackend } from "./backend.js";
 import { blas } from "./blas.js";
 import { adamKernel } from "./kernels/adam.js";
 import { convKernels } from "./kernels/conv.js";
-import { convPoolKernel } from "./kernels/conv-pool.js";
+import { convPoolGradKernel, convPoolKernel } from "./kernels/conv-pool.js";
 import { elementwiseKernels } from "./kernels/elementwise.js";
 import { geluKernels } from "./kernels/gelu.js";
 import { matMulKernels } from "./kernels/matmul.js";
@@ -28,6 +28,7 @@ export function registerFusionBackend(): boolean {
     ...matMulKernels(native.sgemm),
     ...convKernels(native.sgemm),
     convPoolKernel(native.sgemm),
+    convPoolGradKernel(),
     ...elementwiseKernels(),
     ...reduceKernels(native.sgemv),
     ...poolingKernels(),

@@ -96,6 +96,7 @@ export interface KernelExports {
     k: number,
     bias: number,
     dst: number,
+    codes: number,
   ): void;
   delta_hist_hi(x: number, b: number, n: number, hist: number): void;
   delta_hist_lo(x: number, b: number, n: number, bin: number, lo: number): void;
@@ -125,6 +126,25 @@ export interface KernelExports {
     b: number,
     n: number,
     acc: number,
+  ): void;
+  im2col(
+    x: number,
+    H: number,
+    W: number,
+    C: number,
+    OH: number,
+    OW: number,
+    FH: number,
+    FW: number,
+    sh: number,
+    sw: number,
+    dh: number,
+    dw: number,
+    top: number,
+    left: number,
+    r0: number,
+    r1: number,
+    dst: number,
   ): void;
   l1_sums3(
     x0: number,

@@ -224,9 +224,8 @@ describe("conv2d with maxPool (one kernel in inference on the fusionkit backend)
   ];
   for (const [i, c] of cases.entries()) {
     it(`x ${c.x} filter ${c.f} ${c.pad} strides ${c.strides ?? 1}, relu, pool ${c.k}: value, and gradients when taped`, async () => {
-      const b = randn(c.f[3], 70 + i);
-      const run = (x: tf.Tensor, f: tf.Tensor) =>
-        conv2d(x as tf.Tensor4D, f as tf.Tensor4D, tf.tensor1d(b), {
+      const run = (...[x, f, b]: tf.Tensor[]) =>
+        conv2d(x as tf.Tensor4D, f as tf.Tensor4D, b, {
           activation: "relu",
           pad: c.pad,
           strides: c.strides ?? 1,
@@ -235,10 +234,10 @@ describe("conv2d with maxPool (one kernel in inference on the fusionkit backend)
       const inputs: [Float32Array, number[]][] = [
         [randn(sizeOf(c.x), 50 + i), c.x],
         [randn(sizeOf(c.f), 60 + i, 0.3), c.f],
+        [randn(c.f[3], 70 + i), [c.f[3]]],
       ];
-      await agrees(`conv pool ${i}`, () =>
-        run(tf.tensor(inputs[0][0], inputs[0][1]), tf.tensor(inputs[1][0], inputs[1][1])),
-      );
+      await agrees(`conv pool ${i}`, () => run(...inputs.map(([v, shape]) => tf.tensor(v, shape))));
+      // taped: the conv-relu-pool kernel with window codes, and its gradient kernel (x, filter and bias)
       await agrees(`conv pool grads ${i}`, () => withGrads(run, inputs));
     });
   }

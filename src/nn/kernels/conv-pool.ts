@@ -1,10 +1,11 @@
 /**
- * relu(conv2d(x, W) + bias) followed by a k x k max-pool (stride k, valid) as one kernel, for inference: the
- * convolution runs as conv.ts's row-tap GEMMs on chunks of whole images kept in the wasm arena, and each chunk is
- * biased, rectified and pooled there by SIMD kernels, so only the pooled output (1 / k^2 of the conv's) is written
- * to the tensor, and the full-size activation never makes a pass through JavaScript. Values equal the two kernels run
- * one after the other (FusedConv2D, then MaxPool). Other geometries run those two steps on the fusionkit kernels.
- * nn's conv2d layer uses it when no gradient tape records (see layers.ts).
+ * relu(conv2d(x, W) + bias) followed by a k x k max-pool (stride k, valid) as one kernel: the convolution runs as
+ * GEMMs on chunks of whole images kept in the wasm arena, and each chunk is biased, rectified and pooled there by SIMD
+ * kernels, so only the pooled output (1 / k^2 of the conv's) is written to the tensor, and the full-size activation
+ * never makes a pass through JavaScript. Values equal the two kernels run one after the other (FusedConv2D, then
+ * MaxPool). Under a gradient tape it also returns each window's winner, from which the gradient kernel at the end of
+ * this file builds the conv's output gradient and the bias gradient in one pass (no MaxPoolGrad, no relu mask over the
+ * full-size activation). Other geometries run those two steps on the fusionkit kernels. Used by nn's conv2d layer.
  */
 import * as tf from "@tensorflow/tfjs";
 import { wasmArena } from "../../wasm/arena.js";
@@ -67,6 +68,7 @@ function fusedRows(
   c: Info,
   k: number,
   y: Float32Array,
+  codes: Float32Array | null,
 ): boolean {
   const arena = wasmArena();
   if (arena === null) return false;
@@ -94,6 +96,7 @@ function fusedRows(
   const outP = arena.alloc(images * HP * L * N * 4);
   const biasP = arena.alloc(N * 4);
   const poolP = arena.alloc(images * pooledImage * 4);
+  const codesP = codes === null ? 0 : arena.alloc(images * pooledImage * 4);
   arena.f32(biasP, N).set(bias);
   const out = arena.f32(outP, images * HP * L * N);
   try {
@@ -108,8 +111,9 @@ function fusedRows(
         const shift = (Math.floor(t / TW) * L + (t % TW)) * K;
         sgemm(NO_TRANS, TRANS, N, M, K, 1, wt.subarray(t * N * K), K, s.subarray(shift), K, t === 0 ? 0 : 1, out, M);
       }
-      arena.k.pool_planes(outP, M, N, b1 - b0, HP, L, OH, OW, k, biasP, poolP);
+      arena.k.pool_planes(outP, M, N, b1 - b0, HP, L, OH, OW, k, biasP, poolP, codesP);
       y.set(arena.f32(poolP, (b1 - b0) * pooledImage), b0 * pooledImage);
+      if (codes !== null) codes.set(arena.f32(codesP, (b1 - b0) * pooledImage), b0 * pooledImage);
     }
   } finally {
     arena.release(mark);
@@ -119,10 +123,36 @@ function fusedRows(
   return true;
 }
 
+/**
+ * For the window codes of a training forward pass: each pooled output's winner as kh * k + kw (from the flat input
+ * index maxPositions found), or -1 where the output is not positive.
+ */
+function windowCodes(pos: Int32Array, y: Float32Array, full: Shape4, k: number, codes: Float32Array): void {
+  const [, H, W, C] = full;
+  const PH = Math.floor(H / k);
+  const PW = Math.floor(W / k);
+  for (let o = 0; o < pos.length; o++) {
+    const p = pos[o];
+    if (!(y[o] > 0) || p < 0) {
+      codes[o] = -1;
+      continue;
+    }
+    const pixel = Math.floor(p / C);
+    const iw = pixel % W;
+    const ih = Math.floor(pixel / W) % H;
+    const q = Math.floor(o / C);
+    codes[o] = (ih - (Math.floor(q / PW) % PH) * k) * k + (iw - (q % PW) * k);
+  }
+}
+
+/**
+ * Attributes: conv2d's, `poolSize`, and `withCodes`: when true the kernel also returns each pooled output's window code
+ * (see pool_planes in wasm/kernels.ts), which the gradient kernel below turns into the conv's output gradient.
+ */
 export function convPoolKernel(sgemm: Sgemm): tf.KernelConfig {
   const kernelFunc: tf.KernelFunc = (args) => {
     const { x, filter, bias } = args.inputs as { x: tf.TensorInfo; filter: tf.TensorInfo; bias: tf.TensorInfo };
-    const a = args.attrs as unknown as ConvAttrs & { poolSize: number };
+    const a = args.attrs as unknown as ConvAttrs & { poolSize: number; withCodes?: boolean };
     const k = a.poolSize;
     const co = filter.shape[3]!;
     if (!allFloat32(x, filter, bias) || bias.shape.reduce((p, d) => p * d, 1) !== co || !(k >= 1))
@@ -130,19 +160,82 @@ export function convPoolKernel(sgemm: Sgemm): tf.KernelConfig {
     const be = asFusion(args.backend);
     const c = info(x.shape as Shape4, filter.shape as Shape4, a);
     const shape = pooledShape(c, k);
-    const y = be.pool.alloc(shape[0] * shape[1] * shape[2] * shape[3]);
-    if (y.length === 0) return be.output(shape, y);
+    const n = shape[0] * shape[1] * shape[2] * shape[3];
+    const y = be.pool.alloc(n);
+    const codes = a.withCodes === true ? be.pool.alloc(n) : null;
+    const done = () => (codes === null ? be.output(shape, y) : [be.output(shape, y), be.output(shape, codes)]);
+    if (n === 0) return done();
     const xv = be.f32(x);
     const wv = be.f32(filter);
     const bv = be.f32(bias);
-    if (rowTaps(c) && fusedRows(sgemm, be, xv, wv, bv, c, k, y)) return be.output(shape, y);
+    if (rowTaps(c) && fusedRows(sgemm, be, xv, wv, bv, c, k, y, codes)) return done();
     // Any other geometry: the fused convolution, then the pooling kernel's loop.
     const full = be.pool.alloc(c.outShape[0] * c.outShape[1] * c.outShape[2] * c.outShape[3]);
     convForward(sgemm, be, xv, wv, c, full, { bias: bv, activation: "relu", alpha: 0 });
     const p = tf.backend_util.computePool2DInfo([...c.outShape] as Shape4, k, k, 1, "valid");
-    maxPositions(full, p, null, y);
+    const pos = codes === null ? null : new Int32Array(n);
+    maxPositions(full, p, pos, y);
+    if (pos !== null && codes !== null) windowCodes(pos, y, [...c.outShape] as Shape4, k, codes);
     be.pool.release(full);
-    return be.output(shape, y);
+    return done();
   };
   return { kernelName: CONV_RELU_MAX_POOL_KERNEL, backendName: FUSION_BACKEND, kernelFunc };
+}
+
+export const CONV_RELU_MAX_POOL_GRAD_KERNEL = "FusionkitConvReluMaxPoolGrad";
+
+/**
+ * The gradient through the pooling, the relu and the bias of the fused kernel: inputs dy (the pooled output's
+ * gradient) and the forward pass's window codes, attributes `outShape` (the conv's output) and `poolSize`; outputs dz
+ * (dy at each positive window's winner, 0 everywhere else: every element written once) and the bias gradient.
+ */
+export function convPoolGradKernel(): tf.KernelConfig {
+  const kernelFunc: tf.KernelFunc = (args) => {
+    const { dy, codes } = args.inputs as { dy: tf.TensorInfo; codes: tf.TensorInfo };
+    const { outShape, poolSize: k } = args.attrs as unknown as { outShape: Shape4; poolSize: number };
+    const be = asFusion(args.backend);
+    const g = be.f32(dy);
+    const w = be.f32(codes);
+    const [B, OH, OW, C] = outShape;
+    const PH = Math.floor(OH / k);
+    const PW = Math.floor(OW / k);
+    if (g.length !== B * PH * PW * C || w.length !== g.length)
+      throw new Error(`${CONV_RELU_MAX_POOL_GRAD_KERNEL}: dy and codes must be [${B}, ${PH}, ${PW}, ${C}]`);
+    const dz = be.pool.alloc(B * OH * OW * C);
+    if (k * PH < OH || k * PW < OW) dz.fill(0); // rows or columns no window covers
+    const acc = new Float64Array(C);
+    const row = OW * C;
+    let o = 0;
+    for (let b = 0; b < B; b++) {
+      for (let py = 0; py < PH; py++) {
+        for (let px = 0; px < PW; px++, o += C) {
+          const p = ((b * OH + py * k) * OW + px * k) * C;
+          if (k === 2) {
+            const q = p + row;
+            for (let ch = 0; ch < C; ch++) {
+              const d = g[o + ch];
+              const win = w[o + ch];
+              acc[ch] += d * Number(win >= 0);
+              dz[p + ch] = d * Number(win === 0);
+              dz[p + C + ch] = d * Number(win === 1);
+              dz[q + ch] = d * Number(win === 2);
+              dz[q + C + ch] = d * Number(win === 3);
+            }
+            continue;
+          }
+          for (let ch = 0; ch < C; ch++) {
+            const d = g[o + ch];
+            const win = w[o + ch];
+            acc[ch] += d * Number(win >= 0);
+            for (let kh = 0; kh < k; kh++)
+              for (let kw = 0; kw < k; kw++) dz[p + (kh * OW + kw) * C + ch] = d * Number(win === kh * k + kw);
+          }
+        }
+      }
+    }
+    const db = be.pool.alloc(C);
+    db.set(acc);
+    return [be.output([...outShape], dz), be.output([C], db)];
+  };
+  return { kernelName: CONV_RELU_MAX_POOL_GRAD_KERNEL, backendName: FUSION_BACKEND, kernelFunc };
 }
