@@ -1270,15 +1270,15 @@ export function pool_planes(
   }
 }
 
-/** n bytes from src to dst (no overlap): a SIMD loop when n is a multiple of 16 (memory.copy calls out per use). */
+/** n bytes from src to dst (no overlap): inline loops for short or 16-byte-multiple runs (memory.copy calls out). */
 // @ts-ignore: decorator
 @inline
 function copyBytes(dst: usize, src: usize, n: usize): void {
-  if ((n & 15) != 0) {
-    memory.copy(dst, src, n);
-    return;
-  }
-  for (let i: usize = 0; i < n; i += 16) v128.store(dst + i, v128.load(src + i));
+  if ((n & 15) == 0) {
+    for (let i: usize = 0; i < n; i += 16) v128.store(dst + i, v128.load(src + i));
+  } else if ((n & 3) == 0 && n < 256) {
+    for (let i: usize = 0; i < n; i += 4) store<u32>(dst + i, load<u32>(src + i));
+  } else memory.copy(dst, src, n);
 }
 
 /**
@@ -1342,6 +1342,84 @@ export function im2col(
         oh = 0;
         b++;
       }
+    }
+  }
+}
+
+/**
+ * Channel planes to channels-last: src holds C planes `stride` floats apart; image b's pixel (h, w) of an H x W window
+ * sits at offset (b * HE + h + top) * WE + left + w of each plane (an extended HE x WE grid). dst gets
+ * [images, H, W, C]. 4 x 4 blocks (four pixels by four channels) are transposed in registers when C is a multiple of 4.
+ */
+export function planes_nhwc(
+  src: usize,
+  stride: i32,
+  C: i32,
+  images: i32,
+  HE: i32,
+  WE: i32,
+  top: i32,
+  left: i32,
+  H: i32,
+  W: i32,
+  dst: usize,
+): void {
+  const plane = <usize>stride << 2;
+  const pixel = <usize>C << 2;
+  const C4 = (C & 3) == 0 ? C : 0;
+  for (let b = 0; b < images; b++) {
+    for (let h = 0; h < H; h++) {
+      const from = src + (<usize>((b * HE + h + top) * WE + left) << 2);
+      const to = dst + (<usize>((b * H + h) * W) * pixel);
+      let w = 0;
+      for (; w + 4 <= W && C4 != 0; w += 4) {
+        const s = from + (<usize>w << 2);
+        const d = to + <usize>w * pixel;
+        for (let c = 0; c < C4; c += 4) {
+          const p = s + <usize>c * plane;
+          const r0 = v128.load(p);
+          const r1 = v128.load(p + plane);
+          const r2 = v128.load(p + 2 * plane);
+          const r3 = v128.load(p + 3 * plane);
+          // r_i = channel c + i at pixels w .. w + 3; out_j = pixel w + j at channels c .. c + 3
+          const t0 = v128.shuffle<f32>(r0, r1, 0, 4, 1, 5);
+          const t1 = v128.shuffle<f32>(r2, r3, 0, 4, 1, 5);
+          const t2 = v128.shuffle<f32>(r0, r1, 2, 6, 3, 7);
+          const t3 = v128.shuffle<f32>(r2, r3, 2, 6, 3, 7);
+          const q = d + (<usize>c << 2);
+          v128.store(q, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
+          v128.store(q + pixel, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
+          v128.store(q + 2 * pixel, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
+          v128.store(q + 3 * pixel, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
+        }
+      }
+      for (; w < W; w++) {
+        const s = from + (<usize>w << 2);
+        const d = to + <usize>w * pixel;
+        for (let c = 0; c < C; c++) store<f32>(d + (<usize>c << 2), load<f32>(s + <usize>c * plane));
+      }
+    }
+  }
+}
+
+/**
+ * relu's gradient from its output with the bias gradient: dz = dy * (y > 0) (NaN where y is NaN) for `rows` rows of
+ * C values (C a multiple of 4), and each column's sum of dz added to the C doubles at acc.
+ */
+export function relu_grad_sums(dy: usize, y: usize, rows: i32, C: i32, dz: usize, acc: usize): void {
+  const zero = f32x4.splat(0);
+  const rowBytes = <usize>C << 2;
+  for (let r = 0; r < rows; r++) {
+    const row = (<usize>r) * rowBytes;
+    for (let c: usize = 0; c < rowBytes; c += 16) {
+      const o = row + c;
+      const v = v128.load(y + o);
+      let d = v128.and(v128.load(dy + o), f32x4.gt(v, zero));
+      d = v128.bitselect(v, d, f32x4.ne(v, v));
+      v128.store(dz + o, d);
+      const a = acc + (c << 1);
+      v128.store(a, f64x2.add(v128.load(a), f64x2.promote_low_f32x4(d)));
+      v128.store(a + 16, f64x2.add(v128.load(a + 16), f64x2.promote_low_f32x4(v128.shuffle<f32>(d, d, 2, 3, 0, 1))));
     }
   }
 }

@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { FUSION_BACKEND } from "./backend.js";
+import { RELU_FILTER_GRAD_KERNEL } from "./kernels/conv.js";
 import { CONV_RELU_MAX_POOL_GRAD_KERNEL, CONV_RELU_MAX_POOL_KERNEL } from "./kernels/conv-pool.js";
 import { GELU_GRAD_KERNEL, GELU_KERNEL } from "./kernels/gelu.js";
 import { RELU_GRAD_BIAS_KERNEL, RELU_GRAD_KERNEL } from "./kernels/relu-grad.js";
@@ -181,6 +182,14 @@ function convRelu(
           tf.getBackend() === FUSION_BACKEND &&
           dy.dtype === "float32"
         ) {
+          if (!inputGradient) {
+            // the relu mask, the bias gradient and the filter gradient as one kernel (no full-size dz)
+            const [dw, dbias] = tf.engine().runKernel(RELU_FILTER_GRAD_KERNEL, { x: xs, dy, y: yOrCodes }, {
+              ...attrs,
+              filterShape: f.shape,
+            } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+            return [dw, tf.reshape(dbias, b.shape)];
+          }
           [dz, db] = tf.engine().runKernel(RELU_GRAD_BIAS_KERNEL, { dy, y: yOrCodes }) as tf.Tensor[];
           db = tf.reshape(db, b.shape);
         } else {

@@ -146,6 +146,20 @@ export interface KernelExports {
     r1: number,
     dst: number,
   ): void;
+  planes_nhwc(
+    src: number,
+    stride: number,
+    C: number,
+    images: number,
+    HE: number,
+    WE: number,
+    top: number,
+    left: number,
+    H: number,
+    W: number,
+    dst: number,
+  ): void;
+  relu_grad_sums(dy: number, y: number, rows: number, C: number, dz: number, acc: number): void;
   l1_sums3(
     x0: number,
     m0: number,

@@ -133,16 +133,33 @@ describe("layers", () => {
   it("conv2d with inputGradient: false gives the same filter and bias gradients", async () => {
     const { conv2d } = await import("../../src/nn/index.js");
     const { agrees } = await import("./compare.js");
-    const x = randn(2 * 6 * 6 * 2, 1);
-    const f = randn(3 * 3 * 2 * 4, 2);
-    const b = randn(4, 3);
-    for (const [strides, pad] of [
-      [1, "valid"],
-      [2, "same"],
-    ] as const) {
-      await agrees("conv2d no dx", () => {
-        const xt = tf.tensor4d(x, [2, 6, 6, 2]);
-        const r = tf.tensor(randn(tf.conv2d(xt, tf.zeros([3, 3, 2, 4]) as tf.Tensor4D, strides, pad).size, 4));
+    // the fused relu-mask + filter-gradient kernel: in one arena chunk, over several chunks (K = 576), and with an
+    // output channel count that is not a multiple of 4 (the JS mask)
+    const cases: {
+      x: [number, number, number, number];
+      f: [number, number, number, number];
+      strides: number;
+      pad: "valid" | "same";
+    }[] = [
+      { x: [2, 6, 6, 2], f: [3, 3, 2, 4], strides: 1, pad: "valid" },
+      { x: [2, 6, 6, 2], f: [3, 3, 2, 4], strides: 2, pad: "same" },
+      { x: [4, 30, 30, 64], f: [3, 3, 64, 8], strides: 1, pad: "valid" },
+      { x: [2, 7, 7, 3], f: [3, 3, 3, 6], strides: 1, pad: "same" },
+    ];
+    for (const [i, { x: xs, f: fs, strides, pad }] of cases.entries()) {
+      const x = randn(
+        xs.reduce((p, d) => p * d, 1),
+        1 + i,
+      );
+      const f = randn(
+        fs.reduce((p, d) => p * d, 1),
+        2 + i,
+        0.2,
+      );
+      const b = randn(fs[3], 3 + i);
+      await agrees(`conv2d no dx ${i}`, () => {
+        const xt = tf.tensor4d(x, xs);
+        const r = tf.tensor(randn(tf.conv2d(xt, tf.zeros(fs) as tf.Tensor4D, strides, pad).size, 4));
         const g = tf.grads((ft: tf.Tensor, bt: tf.Tensor) => {
           const y =
             tf.getBackend() === "cpu"
@@ -150,7 +167,7 @@ describe("layers", () => {
               : conv2d(xt, ft as tf.Tensor4D, bt, { strides, pad, activation: "relu", inputGradient: false });
           return tf.sum(tf.mul(tf.reshape(y, [-1]), r));
         });
-        return g([tf.tensor4d(f, [3, 3, 2, 4]), tf.tensor1d(b)]);
+        return g([tf.tensor4d(f, fs), tf.tensor1d(b)]);
       });
     }
   });

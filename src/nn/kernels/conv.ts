@@ -464,8 +464,13 @@ function shiftedInputGrad(sgemm: Sgemm, be: FusionBackend, dy: Float32Array, w: 
     if (HE > OH) dyE.fill(0, (b * HE + OH) * WE * CO, (b + 1) * HE * WE * CO);
   }
   // E is accumulated transposed, one plane of `rows` values per input channel (eT[ci][r]): C^T += W_k dyE^T has
-  // the output channels as its long side, which OpenBLAS runs ~2-3x faster than dyE W_k^T with few channels.
-  const eT = be.pool.alloc(rows * CI);
+  // the output channels as its long side, which OpenBLAS runs ~2-3x faster than dyE W_k^T with few channels. In the
+  // wasm arena when there is one, so that the transposing copy into dx runs as SIMD 4 x 4 blocks.
+  const arena = wasmArena();
+  const mark = arena?.mark() ?? 0;
+  const eP = arena === null ? 0 : arena.alloc(rows * CI * 4);
+  const dxP = arena === null ? 0 : arena.alloc(B * H * W * CI * 4);
+  const eT = arena === null ? be.pool.alloc(rows * CI) : arena.f32(eP, rows * CI);
   const chunk = Math.max(64, Math.floor((1 << 19) / Math.max(CI, CO)));
   for (let m0 = 0; m0 < rows; m0 += chunk) {
     const m1 = Math.min(rows, m0 + chunk);
@@ -496,8 +501,14 @@ function shiftedInputGrad(sgemm: Sgemm, be: FusionBackend, dy: Float32Array, w: 
     }
   }
   be.pool.release(dyE);
-  // dx[b, ih, iw, ci] = eT[ci][(b * HE + ih + top) * WE + left + iw]: one input line at a time, channel by channel
+  // dx[b, ih, iw, ci] = eT[ci][(b * HE + ih + top) * WE + left + iw]
   const dx = be.pool.alloc(B * H * W * CI);
+  if (arena !== null) {
+    arena.k.planes_nhwc(eP, rows, CI, B, HE, WE, top, left, H, W, dxP);
+    dx.set(arena.f32(dxP, dx.length));
+    arena.release(mark);
+    return dx;
+  }
   for (let b = 0; b < B; b++) {
     for (let ih = 0; ih < H; ih++) {
       const src = (b * HE + ih + top) * WE + left;
@@ -527,35 +538,124 @@ function arenaFilterGrad(
   x: Float32Array,
   dy: Float32Array,
   c: Info,
+  relu: ReluMask | null,
 ): Float32Array | null {
   const arena = wasmArena();
   if (arena === null) return null;
   const K = c.filterHeight * c.filterWidth * c.inChannels;
   const N = c.outChannels;
   const rows = c.batchSize * c.outHeight * c.outWidth;
-  const chunk = Math.max(64, Math.min(rows, Math.floor(FILTER_GRAD_ARENA_FLOATS / K)));
+  const chunk = Math.max(64, Math.min(rows, Math.floor(FILTER_GRAD_ARENA_FLOATS / Math.max(K, N))));
   const mark = arena.mark();
   const dwT = be.pool.alloc(N * K);
   try {
     const xP = arena.alloc(x.length * 4);
     const colsP = arena.alloc(chunk * K * 4);
+    // with a relu mask: dy and y chunk by chunk into the arena, dz = dy * (y > 0) there, bias sums beside it
+    const dyP = relu === null ? 0 : arena.alloc(chunk * N * 4);
+    const yP = relu === null ? 0 : arena.alloc(chunk * N * 4);
+    const accP = relu === null ? 0 : arena.alloc(N * 8);
     arena.f32(xP, x.length).set(x);
     const cols = arena.f32(colsP, chunk * K);
+    const dyChunk = relu === null ? null : arena.f32(dyP, chunk * N);
+    if (relu !== null) new Float64Array(arena.f32(accP, 2 * N).buffer, accP, N).fill(0);
     const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = c;
     const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dwl } = c;
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const r1 = Math.min(rows, r0 + chunk);
       const { top, left } = c.padInfo;
       arena.k.im2col(xP, H, W, C, OH, OW, c.filterHeight, c.filterWidth, sh, sw, dh, dwl, top, left, r0, r1, colsP);
+      let g = dy.subarray(r0 * N);
+      if (relu !== null && dyChunk !== null) {
+        dyChunk.set(dy.subarray(r0 * N, r1 * N));
+        arena.f32(yP, chunk * N).set(relu.y.subarray(r0 * N, r1 * N));
+        arena.k.relu_grad_sums(dyP, yP, r1 - r0, N, dyP, accP);
+        g = dyChunk;
+      }
       // dW^T[N, K] (+)= dy[r0 .. r1)^T cols
-      sgemm(TRANS, NO_TRANS, N, K, r1 - r0, 1, dy.subarray(r0 * N), N, cols, K, r0 === 0 ? 0 : 1, dwT, K);
+      sgemm(TRANS, NO_TRANS, N, K, r1 - r0, 1, g, N, cols, K, r0 === 0 ? 0 : 1, dwT, K);
     }
+    if (relu !== null) relu.db.set(new Float64Array(arena.f32(accP, 2 * N).buffer, accP, N));
   } finally {
     arena.release(mark);
   }
   const dw = be.pool.alloc(K * N);
   for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) dw[k * N + n] = dwT[n * K + k];
   be.pool.release(dwT);
+  return dw;
+}
+
+/** For the filter gradient of relu(conv + bias): its output y (dy is masked by y > 0) and where the bias gradient goes. */
+export interface ReluMask {
+  y: Float32Array;
+  db: Float32Array;
+}
+
+/**
+ * dW of a convolution (HWIO, c's filter shape) from its input x and output gradient dy; with `relu`, dy is first
+ * masked by the relu output's sign and the bias gradient written (the wasm arena's fused pass for channel counts that
+ * are multiples of 4, JS otherwise).
+ */
+export function convFilterGrad(
+  sgemm: Sgemm,
+  be: FusionBackend,
+  xv: Float32Array,
+  dyv: Float32Array,
+  c: Info,
+  relu: ReluMask | null = null,
+): Float32Array {
+  const N = c.outChannels;
+  const rowsPerImage = c.outHeight * c.outWidth;
+  if (relu !== null && N % 4 === 0 && !isPointwise(c) && rowsPerImage > 0) {
+    const fast = arenaFilterGrad(sgemm, be, xv, dyv, c, relu);
+    if (fast !== null) return fast;
+  }
+  let g = dyv;
+  if (relu !== null) {
+    g = be.pool.alloc(dyv.length);
+    const acc = new Float64Array(N);
+    for (let r = 0; r < g.length; r += N) {
+      for (let j = 0; j < N; j++) {
+        const v = relu.y[r + j];
+        const d = Number.isNaN(v) ? v : dyv[r + j] * Number(v > 0);
+        g[r + j] = d;
+        acc[j] += d;
+      }
+    }
+    relu.db.set(acc);
+  }
+  try {
+    return filterGrad(sgemm, be, xv, g, c);
+  } finally {
+    if (g !== dyv) be.pool.release(g);
+  }
+}
+
+function filterGrad(sgemm: Sgemm, be: FusionBackend, xv: Float32Array, dyv: Float32Array, c: Info): Float32Array {
+  const K = c.filterHeight * c.filterWidth * c.inChannels;
+  const N = c.outChannels;
+  const rowsPerImage = c.outHeight * c.outWidth;
+  const dw = be.pool.alloc(K * N);
+  if (c.batchSize * rowsPerImage === 0) return dw.fill(0);
+  if (isPointwise(c)) {
+    sgemm(TRANS, NO_TRANS, K, N, c.batchSize * rowsPerImage, 1, xv, K, dyv, N, 0, dw, N);
+    return dw;
+  }
+  const fast = arenaFilterGrad(sgemm, be, xv, dyv, c, null);
+  if (fast !== null) {
+    be.pool.release(dw);
+    return fast;
+  }
+  const per = imagesPerChunk(c, FILTER_GRAD_CHUNK_FLOATS);
+  const cols = be.pool.alloc(per * rowsPerImage * K);
+  for (let b0 = 0; b0 < c.batchSize; b0 += per) {
+    const b1 = Math.min(c.batchSize, b0 + per);
+    const M = (b1 - b0) * rowsPerImage;
+    im2col(xv, c, b0, b1, cols);
+    // dW[K, N] (+)= cols[M, K]^T dy[M, N]
+    sgemm(TRANS, NO_TRANS, K, N, M, 1, cols, K, dyv.subarray(b0 * rowsPerImage * N), N, b0 === 0 ? 0 : 1, dw, N);
+  }
+  be.pool.release(cols);
   return dw;
 }
 
@@ -588,6 +688,12 @@ export function flippedConv(c: Info): Info | null {
   );
   return f.outHeight === c.inHeight && f.outWidth === c.inWidth ? f : null;
 }
+
+/**
+ * The filter and bias gradients of relu(conv2d(x, W) + bias) from its output y, for a conv whose input needs no
+ * gradient: dy is masked by y > 0 chunk by chunk next to the GEMM that consumes it, never written out whole.
+ */
+export const RELU_FILTER_GRAD_KERNEL = "FusionkitReluConvFilterGrad";
 
 export function convKernels(sgemm: Sgemm): tf.KernelConfig[] {
   const cpuConv = cpuKernel("Conv2D");
@@ -676,39 +782,24 @@ export function convKernels(sgemm: Sgemm): tf.KernelConfig[] {
     if (!allFloat32(x, dy) || !nhwc(a) || a.filterShape === undefined) return cpuFilter(args);
     const be = asFusion(args.backend);
     const c = info(x.shape as Shape4, a.filterShape, a);
-    const xv = be.f32(x);
-    const dyv = be.f32(dy);
-    const K = c.filterHeight * c.filterWidth * c.inChannels;
-    const N = c.outChannels;
-    const rowsPerImage = c.outHeight * c.outWidth;
-    const dw = be.pool.alloc(K * N);
-    if (c.batchSize * rowsPerImage === 0) {
-      dw.fill(0);
-      return be.output([...a.filterShape], dw);
-    }
-    if (isPointwise(c)) {
-      sgemm(TRANS, NO_TRANS, K, N, c.batchSize * rowsPerImage, 1, xv, K, dyv, N, 0, dw, N);
-      return be.output([...a.filterShape], dw);
-    }
-    const fast = arenaFilterGrad(sgemm, be, xv, dyv, c);
-    if (fast !== null) {
-      be.pool.release(dw);
-      return be.output([...a.filterShape], fast);
-    }
-    const per = imagesPerChunk(c, FILTER_GRAD_CHUNK_FLOATS);
-    const cols = be.pool.alloc(per * rowsPerImage * K);
-    for (let b0 = 0; b0 < c.batchSize; b0 += per) {
-      const b1 = Math.min(c.batchSize, b0 + per);
-      const M = (b1 - b0) * rowsPerImage;
-      im2col(xv, c, b0, b1, cols);
-      // dW[K, N] (+)= cols[M, K]^T dy[M, N]
-      sgemm(TRANS, NO_TRANS, K, N, M, 1, cols, K, dyv.subarray(b0 * rowsPerImage * N), N, b0 === 0 ? 0 : 1, dw, N);
-    }
-    be.pool.release(cols);
-    return be.output([...a.filterShape], dw);
+    return be.output([...a.filterShape], filterGrad(sgemm, be, be.f32(x), be.f32(dy), c));
+  };
+
+  // inputs x, dy and y = relu(conv(x) + bias); outputs the filter gradient and the bias gradient
+  const reluFilterGrad: tf.KernelFunc = (args) => {
+    const { x, dy, y } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo; y: tf.TensorInfo };
+    const a = args.attrs as unknown as ConvAttrs;
+    if (!allFloat32(x, dy, y) || !nhwc(a) || a.filterShape === undefined)
+      throw new Error(`${RELU_FILTER_GRAD_KERNEL}: float32 NHWC x, dy and y and a filterShape`);
+    const be = asFusion(args.backend);
+    const c = info(x.shape as Shape4, a.filterShape, a);
+    const db = be.pool.alloc(c.outChannels);
+    const dw = convFilterGrad(sgemm, be, be.f32(x), be.f32(dy), c, { y: be.f32(y), db });
+    return [be.output([...a.filterShape], dw), be.output([c.outChannels], db)];
   };
 
   return [
+    { kernelName: RELU_FILTER_GRAD_KERNEL, backendName: FUSION_BACKEND, kernelFunc: reluFilterGrad },
     { kernelName: "Conv2D", backendName: FUSION_BACKEND, kernelFunc: conv2d },
     { kernelName: "FusedConv2D", backendName: FUSION_BACKEND, kernelFunc: fusedConv2d },
     { kernelName: "Conv2DBackpropInput", backendName: FUSION_BACKEND, kernelFunc: backpropInput },
