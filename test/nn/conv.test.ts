@@ -215,10 +215,10 @@ describe("conv2d with maxPool (one kernel in inference on the fusionkit backend)
   }[] = [
     { x: [3, 14, 14, 16], f: [3, 3, 16, 8], pad: "valid", k: 2 }, // pixel taps on the input itself
     { x: [2, 11, 13, 32], f: [3, 3, 32, 12], pad: "same", k: 3 }, // padded copy; uncovered last rows and columns
-    { x: [40, 12, 12, 16], f: [3, 3, 16, 6], pad: "valid", k: 2 }, // several chunks of images
+    { x: [70, 24, 24, 16], f: [3, 3, 16, 6], pad: "valid", k: 2 }, // several chunks of images (32K rows each)
     { x: [5, 12, 10, 16], f: [3, 2, 16, 9], pad: "same", k: 2 }, // even filter width: uneven padding
     { x: [3, 10, 14, 12], f: [3, 3, 12, 7], pad: "valid", k: 2 }, // few input channels: row taps over rowIm2col
-    { x: [30, 9, 11, 12], f: [2, 3, 12, 5], pad: "same", k: 2 }, // row taps, padded, several chunks
+    { x: [310, 9, 11, 12], f: [2, 3, 12, 5], pad: "same", k: 2 }, // row taps, padded, two chunks
     { x: [2, 9, 9, 3], f: [3, 3, 3, 5], pad: "same", k: 2 }, // too few values per filter row: unfused kernels
     { x: [2, 10, 10, 16], f: [3, 3, 16, 4], pad: "valid", k: 2, strides: 2 },
   ];
