@@ -1187,7 +1187,8 @@ export function pool_planes(
         const r0 = plane + ((<usize>((b * HP + py * k) * L)) << 2);
         let o = dst + ((<usize>(((b * PH + py) * PW) * C + c)) << 2);
         let px = 0;
-        if (k == 2 && codes != 0) {
+        if (k == 2) {
+          // each window's first maximum (v > m, as pmax) and which of its four it was
           let q = codes + (o - dst);
           const r1 = r0 + (<usize>L << 2);
           const none = f32x4.splat(-1);
@@ -1218,33 +1219,14 @@ export function pool_planes(
             store<f32>(o + step, f32x4.extract_lane(m, 1));
             store<f32>(o + 2 * step, f32x4.extract_lane(m, 2));
             store<f32>(o + 3 * step, f32x4.extract_lane(m, 3));
-            store<f32>(q, f32x4.extract_lane(w, 0));
-            store<f32>(q + step, f32x4.extract_lane(w, 1));
-            store<f32>(q + 2 * step, f32x4.extract_lane(w, 2));
-            store<f32>(q + 3 * step, f32x4.extract_lane(w, 3));
+            if (codes != 0) {
+              store<f32>(q, f32x4.extract_lane(w, 0));
+              store<f32>(q + step, f32x4.extract_lane(w, 1));
+              store<f32>(q + 2 * step, f32x4.extract_lane(w, 2));
+              store<f32>(q + 3 * step, f32x4.extract_lane(w, 3));
+            }
             o += 4 * step;
             q += 4 * step;
-          }
-        } else if (k == 2) {
-          const r1 = r0 + (<usize>L << 2);
-          for (; px + 4 <= PW; px += 4) {
-            const at = <usize>px << 3;
-            const a0 = v128.load(r0 + at);
-            const a1 = v128.load(r0 + at + 16);
-            const b0 = v128.load(r1 + at);
-            const b1 = v128.load(r1 + at + 16);
-            let m = f32x4.pmax(
-              v128.shuffle<f32>(a0, a1, 0, 2, 4, 6),
-              v128.shuffle<f32>(a0, a1, 1, 3, 5, 7),
-            );
-            m = f32x4.pmax(m, v128.shuffle<f32>(b0, b1, 0, 2, 4, 6));
-            m = f32x4.pmax(m, v128.shuffle<f32>(b0, b1, 1, 3, 5, 7));
-            m = f32x4.max(f32x4.add(m, bv), zero);
-            store<f32>(o, f32x4.extract_lane(m, 0));
-            store<f32>(o + step, f32x4.extract_lane(m, 1));
-            store<f32>(o + 2 * step, f32x4.extract_lane(m, 2));
-            store<f32>(o + 3 * step, f32x4.extract_lane(m, 3));
-            o += 4 * step;
           }
         }
         for (; px < PW; px++) {
