@@ -542,22 +542,37 @@ export function ta_consensus(
     let k1 = i32x4.gt_s(a1, tv1);
     let k2 = i32x4.gt_s(a2, tv2);
     if (l0 > 0) {
-      const e = firstBits(i32x4.bitmask(i32x4.eq(a0, tv0)), l0);
-      if (e != 0) {
+      // four or more ties left: every tie in the group is kept (no per-lane loop, no data-dependent branch)
+      const q = i32x4.eq(a0, tv0);
+      if (l0 >= 4) {
+        k0 = v128.or(k0, q);
+        l0 -= popcnt<i32>(i32x4.bitmask(q));
+      } else {
+        const e = firstBits(i32x4.bitmask(q), l0);
         l0 -= popcnt<i32>(e);
         k0 = v128.or(k0, laneMask(e));
       }
     }
     if (l1 > 0) {
-      const e = firstBits(i32x4.bitmask(i32x4.eq(a1, tv1)), l1);
-      if (e != 0) {
+      // four or more ties left: every tie in the group is kept (no per-lane loop, no data-dependent branch)
+      const q = i32x4.eq(a1, tv1);
+      if (l1 >= 4) {
+        k1 = v128.or(k1, q);
+        l1 -= popcnt<i32>(i32x4.bitmask(q));
+      } else {
+        const e = firstBits(i32x4.bitmask(q), l1);
         l1 -= popcnt<i32>(e);
         k1 = v128.or(k1, laneMask(e));
       }
     }
     if (l2 > 0) {
-      const e = firstBits(i32x4.bitmask(i32x4.eq(a2, tv2)), l2);
-      if (e != 0) {
+      // four or more ties left: every tie in the group is kept (no per-lane loop, no data-dependent branch)
+      const q = i32x4.eq(a2, tv2);
+      if (l2 >= 4) {
+        k2 = v128.or(k2, q);
+        l2 -= popcnt<i32>(i32x4.bitmask(q));
+      } else {
+        const e = firstBits(i32x4.bitmask(q), l2);
         l2 -= popcnt<i32>(e);
         k2 = v128.or(k2, laneMask(e));
       }

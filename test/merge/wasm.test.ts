@@ -365,6 +365,33 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     }
   });
 
+  it("ties with deltas tied at the thresholds keep the first ties in index order", () => {
+    // |delta| takes three values (a third of the entries tie at each threshold) or one (every entry ties, so whole
+    // groups of four are kept until 1-3 ties are left): the combine's count of ties still to keep crosses every value
+    // below four inside SIMD groups, at several chunk alignments
+    const n = 10007;
+    const r = rng(11);
+    const base = new Float32Array(n).map(() => (r() - 0.5) * 0.1);
+    const sign = () => (r() < 0.5 ? -1 : 1);
+    const three = [0, 1, 2].map(() => base.map((b) => b + [0.25, 0.5, 0.75][Math.floor(r() * 3)]! * sign()));
+    const one = [0, 1, 2].map(() => base.map((b) => b + 0.5 * sign()));
+    const modelParams = [0.5, 0.3, 0.9].map((density) => ({ weight: 0.5, density }));
+    const m = getMethod("ties");
+    for (const models of [three, one]) {
+      const whole = wholeMerge(m, {}, modelParams, base, models);
+      for (const chunk of [1000, 1001, 4096, n]) {
+        const mark = a.mark();
+        const stream = streamOf(m, n, 3, {}, modelParams, chunk);
+        const outPtr = a.alloc(chunk * 4);
+        giveSample(a, stream, base, models);
+        const arr = inArena(a, [base, ...models]);
+        const got = runStream(stream, arr[0]!, arr.slice(1), chunk, () => a.f32(outPtr, chunk));
+        bitsEqual(got, whole.data, `tied ties chunk=${chunk} magnitudes=${models === one ? 1 : 3}`);
+        a.release(mark);
+      }
+    }
+  });
+
   it("a sample that misleads the band search (threshold outside the band, or too many keys in it) costs passes, not bits", () => {
     const n = 20000;
     const r = rng(5);
