@@ -90,8 +90,9 @@ describe("training", () => {
     const b1 = tf.variable(tf.zeros([16]));
     const k = tf.variable(tf.tensor(randn(3 * 3 * 1 * 4, 2, 0.2), [3, 3, 1, 4]));
     const kb = tf.variable(tf.zeros([4]));
-    const w2 = tf.variable(tf.tensor(randn(32 * 3, 3, 0.2), [32, 3]));
+    const w2 = tf.variable(tf.tensor(randn(48 * 3, 3, 0.2), [48, 3]));
     const params = [w1, b1, k, kb, w2];
+    const { conv2d } = await import("../../src/nn/index.js");
     const x = tf.tensor(randn(8 * 20, 4), [8, 20]);
     const img = tf.tensor(randn(8 * 6 * 6, 5), [8, 6, 6, 1]);
     const y = tf.oneHot(tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], "int32"), 3);
@@ -110,7 +111,9 @@ describe("training", () => {
             activation: "relu",
           });
           const p = tf.reshape(tf.maxPool(c, 2, 2, "valid"), [8, 16]);
-          const logits = tf.matMul(tf.concat([h, p], 1), w2);
+          // nn's conv2d with the pool fused (one op forward and one backward on fusionkit)
+          const q = conv2d(img as tf.Tensor4D, k as tf.Tensor as tf.Tensor4D, kb, { activation: "relu", maxPool: 2 });
+          const logits = tf.matMul(tf.concat([h, p, tf.reshape(q, [8, 16])], 1), w2);
           return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
         },
         true,
