@@ -124,6 +124,14 @@ async function main(): Promise<void> {
     }
     process.stderr.write(`# pytorch${tag}...\n`);
     const t = runTorch(reps);
+    // PyTorch's own speed is bimodal here (its CNN step 52-69 ms in some processes, 150-290 ms in others): show
+    // every round, not only the fastest that the table keeps
+    if (t.timings !== undefined) {
+      const { mlp, cnn } = t.timings;
+      process.stderr.write(
+        `#   pytorch mlp: train ${mlp.train.toFixed(1)} ms, forward ${mlp.forward.toFixed(1)} ms; cnn: train ${cnn.train.toFixed(1)} ms, forward ${cnn.forward.toFixed(1)} ms\n`,
+      );
+    }
     const timings = fastest(torch.timings, t.timings);
     torch = { note: t.note, timings: typeof timings === "string" ? undefined : timings };
   }
