@@ -58,6 +58,46 @@ describe("Conv2D and its gradients (Conv2DBackpropInput, Conv2DBackpropFilter)",
       );
     });
   }
+  it("without the wasm arena (FUSIONKIT_NO_WASM=1, or tensors over its cap) the JavaScript paths agree too", async () => {
+    const saved = process.env.FUSIONKIT_NO_WASM;
+    process.env.FUSIONKIT_NO_WASM = "1";
+    try {
+      for (const [i, c] of CASES.entries()) {
+        if (i % 3 !== 0 && i < CASES.length - 3) continue; // a spread of geometries, the input-gradient chunks included
+        await agrees(`conv no arena ${i}`, () =>
+          withGrads(
+            (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, c.strides, c.pad),
+            [
+              [randn(sizeOf(c.x), i + 1), c.x],
+              [randn(sizeOf(c.f), i + 31), c.f],
+            ],
+          ),
+        );
+      }
+      // relu(conv) + pool under a tape, and relu(conv) without an input gradient (mask + filter gradient)
+      const inputs: [Float32Array, number[]][] = [
+        [randn(3 * 10 * 10 * 8, 5), [3, 10, 10, 8]],
+        [randn(3 * 3 * 8 * 8, 6, 0.3), [3, 3, 8, 8]],
+        [randn(8, 7), [8]],
+      ];
+      await agrees("conv pool no arena", () =>
+        withGrads(
+          (x, f, b) => conv2d(x as tf.Tensor4D, f as tf.Tensor4D, b, { activation: "relu", maxPool: 2 }),
+          inputs,
+        ),
+      );
+      await agrees("conv relu no dx, no arena", () => {
+        const x = tf.tensor4d(inputs[0][0], [3, 10, 10, 8]);
+        return withGrads(
+          (f, b) => conv2d(x, f as tf.Tensor4D, b, { activation: "relu", inputGradient: false }),
+          inputs.slice(1),
+        );
+      });
+    } finally {
+      if (saved === undefined) delete process.env.FUSIONKIT_NO_WASM;
+      else process.env.FUSIONKIT_NO_WASM = saved;
+    }
+  });
   for (const [i, c] of DILATED.entries()) {
     it(`dilated ${c.dilations}: x ${c.x} filter ${c.f} pad ${c.pad} (forward; tfjs has no dilated conv gradient)`, async () => {
       await agrees(`dilated ${i}`, () =>

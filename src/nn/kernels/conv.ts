@@ -22,6 +22,12 @@ const OUT_CHUNK_FLOATS = 1 << 18;
 /** The filter gradient reduces over the chunk's rows; OpenBLAS wants that dimension long (2x faster at 64 MB). */
 const FILTER_GRAD_CHUNK_FLOATS = 1 << 24;
 
+/**
+ * The most wasm arena memory one of these kernels takes (wasm32 memory ends at 4 GiB and never shrinks); larger
+ * tensors take the JavaScript paths.
+ */
+const ARENA_CAP_BYTES = 1 << 30;
+
 export interface ConvAttrs {
   strides: number | [number, number];
   pad: "same" | "valid" | number | tf.backend_util.ExplicitPadding;
@@ -466,7 +472,7 @@ function shiftedInputGrad(sgemm: Sgemm, be: FusionBackend, dy: Float32Array, w: 
   // E is accumulated transposed, one plane of `rows` values per input channel (eT[ci][r]): C^T += W_k dyE^T has
   // the output channels as its long side, which OpenBLAS runs ~2-3x faster than dyE W_k^T with few channels. In the
   // wasm arena when there is one, so that the transposing copy into dx runs as SIMD 4 x 4 blocks.
-  const arena = wasmArena();
+  const arena = (rows + B * H * W) * CI * 4 <= ARENA_CAP_BYTES ? wasmArena() : null;
   const mark = arena?.mark() ?? 0;
   const eP = arena === null ? 0 : arena.alloc(rows * CI * 4);
   const dxP = arena === null ? 0 : arena.alloc(B * H * W * CI * 4);
@@ -540,12 +546,12 @@ function arenaFilterGrad(
   c: Info,
   relu: ReluMask | null,
 ): Float32Array | null {
-  const arena = wasmArena();
-  if (arena === null) return null;
   const K = c.filterHeight * c.filterWidth * c.inChannels;
   const N = c.outChannels;
   const rows = c.batchSize * c.outHeight * c.outWidth;
   const chunk = Math.max(64, Math.min(rows, Math.floor(FILTER_GRAD_ARENA_FLOATS / Math.max(K, N))));
+  const arena = (x.length + chunk * (K + 2 * N)) * 4 <= ARENA_CAP_BYTES ? wasmArena() : null;
+  if (arena === null) return null;
   const mark = arena.mark();
   const dwT = be.pool.alloc(N * K);
   try {
