@@ -10,6 +10,7 @@ import { type WasmArena, wasmArena } from "../../wasm/arena.js";
 import { asFusion, FUSION_BACKEND, type FusionBackend } from "../backend.js";
 import { NO_TRANS, type Sgemm, TRANS } from "../blas.js";
 import { applyActivation, FUSED_ACTIVATIONS } from "./activation.js";
+import { reluGradSums } from "./relu-grad.js";
 import { allFloat32, cpuKernel } from "./util.js";
 
 type Info = tf.backend_util.Conv2DInfo;
@@ -619,16 +620,7 @@ export function convFilterGrad(
   let g = dyv;
   if (relu !== null) {
     g = be.pool.alloc(dyv.length);
-    const acc = new Float64Array(N);
-    for (let r = 0; r < g.length; r += N) {
-      for (let j = 0; j < N; j++) {
-        const v = relu.y[r + j];
-        const d = Number.isNaN(v) ? v : dyv[r + j] * Number(v > 0);
-        g[r + j] = d;
-        acc[j] += d;
-      }
-    }
-    relu.db.set(acc);
+    reluGradSums(dyv, relu.y, N, g, relu.db);
   }
   try {
     return filterGrad(sgemm, be, xv, g, c);

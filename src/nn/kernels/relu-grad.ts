@@ -27,6 +27,23 @@ export function reluGradKernel(): tf.KernelConfig {
 export const RELU_GRAD_BIAS_KERNEL = "FusionkitReluGradBias";
 
 /**
+ * dz = dy * (y > 0) (NaN where y is NaN) over rows of n values, and db = the column sums of dz (accumulated in
+ * float64).
+ */
+export function reluGradSums(dy: Float32Array, y: Float32Array, n: number, dz: Float32Array, db: Float32Array): void {
+  const acc = new Float64Array(n);
+  for (let r = 0; r < dy.length; r += n) {
+    for (let j = 0; j < n; j++) {
+      const v = y[r + j];
+      const d = Number.isNaN(v) ? v : dy[r + j] * Number(v > 0);
+      dz[r + j] = d;
+      acc[j] += d;
+    }
+  }
+  db.set(acc);
+}
+
+/**
  * For y = relu(z + bias) with the bias on the last axis: dz = dy * (y > 0) and the bias gradient (dz summed over every
  * axis but the last) in one pass, instead of the mask pass plus a Sum pass over dz.
  */
@@ -35,20 +52,10 @@ export function reluGradBiasKernel(): tf.KernelConfig {
     const { dy, y } = args.inputs as { dy: tf.TensorInfo; y: tf.TensorInfo };
     const be = asFusion(args.backend);
     const g = be.f32(dy);
-    const yv = be.f32(y);
     const n = y.shape.at(-1) ?? 1;
     const dz = be.pool.alloc(g.length);
-    const acc = new Float64Array(n);
-    for (let r = 0; r < g.length; r += n) {
-      for (let j = 0; j < n; j++) {
-        const v = yv[r + j];
-        const d = Number.isNaN(v) ? v : g[r + j] * Number(v > 0);
-        dz[r + j] = d;
-        acc[j] += d;
-      }
-    }
     const db = be.pool.alloc(n);
-    db.set(acc);
+    reluGradSums(g, be.f32(y), n, dz, db);
     return [be.output([...y.shape], dz), be.output([n], db)];
   };
   return { kernelName: RELU_GRAD_BIAS_KERNEL, backendName: FUSION_BACKEND, kernelFunc };
