@@ -902,30 +902,70 @@ export function keys_hist_lo(keys: usize, n: i32, bin: u32, lo: usize): void {
   return x ^ (x >>> 16);
 }
 
-/** mask[i] = mix32(mix32(lo + i + k0) ^ k1) < threshold (unsigned), for a threshold in (0, 2^32). */
+/** Keys of the fine stream (src/tensor/kernels.ts's keyedU32): the low 24 bits of a draw, needed only on ties. */
+const FINE_K0: u32 = 0x5bd1e995;
+const FINE_K1: u32 = 0x27d4eb2f;
+
+/** Draw number lo of stream (k0, k1) as src/tensor/kernels.ts's keyedU32 (within one 2^32 block of counters). */
+// @ts-ignore: decorator
+@inline function keyed_u32(k0: u32, k1: u32, lo: u32): u32 {
+  const coarse = (mix32(mix32((lo >>> 2) + k0) ^ k1) >>> ((lo & 3) << 3)) & 255;
+  return (coarse << 24) | (mix32(mix32(lo + (k0 ^ FINE_K0)) ^ (k1 ^ FINE_K1)) >>> 8);
+}
+
+/**
+ * mask[i] = keyedU32(lo + i) < threshold (unsigned), for a threshold in (0, 2^32). One hash word gives the top
+ * bytes of four consecutive draws; where a byte equals the threshold's top byte (and the threshold's low 24 bits
+ * are not 0), the fine stream decides those draws (1 in 256 draws).
+ */
 export function bernoulli(k0: u32, k1: u32, lo: u32, threshold: u32, mask: usize, n: i32): void {
+  let i = 0;
+  // The head up to a counter multiple of 4 (a whole hash word), one draw at a time.
+  for (; i < n && ((lo + <u32>i) & 3) != 0; i++) store<u8>(mask + <usize>i, keyed_u32(k0, k1, lo + <u32>i) < threshold ? 1 : 0);
+  const top = i8x16.splat(<i8>(threshold >>> 24));
+  const fine = threshold & 0xffffff;
   const k0v = i32x4.splat(k0);
   const k1v = i32x4.splat(k1);
-  const tv = i32x4.splat(threshold);
-  const one = i32x4.splat(1);
-  let c = i32x4.add(i32x4.splat(lo), i32x4(0, 1, 2, 3));
+  const one = i8x16.splat(1);
+  let w = i32x4.add(i32x4.splat((lo + <u32>i) >>> 2), i32x4(0, 1, 2, 3));
   const step = i32x4.splat(4);
-  let i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const h0 = mix32x4(v128.xor(mix32x4(i32x4.add(c, k0v)), k1v));
-    c = i32x4.add(c, step);
-    const h1 = mix32x4(v128.xor(mix32x4(i32x4.add(c, k0v)), k1v));
-    c = i32x4.add(c, step);
-    const h2 = mix32x4(v128.xor(mix32x4(i32x4.add(c, k0v)), k1v));
-    c = i32x4.add(c, step);
-    const h3 = mix32x4(v128.xor(mix32x4(i32x4.add(c, k0v)), k1v));
-    c = i32x4.add(c, step);
-    const m01 = i16x8.narrow_i32x4_u(v128.and(i32x4.lt_u(h0, tv), one), v128.and(i32x4.lt_u(h1, tv), one));
-    const m23 = i16x8.narrow_i32x4_u(v128.and(i32x4.lt_u(h2, tv), one), v128.and(i32x4.lt_u(h3, tv), one));
-    v128.store(mask + <usize>i, i8x16.narrow_i16x8_u(m01, m23));
+  for (; i + 32 <= n; i += 32) {
+    // Two words at a time: the hash is a chain of dependent multiplies.
+    const h = mix32x4(v128.xor(mix32x4(i32x4.add(w, k0v)), k1v));
+    const h2 = mix32x4(v128.xor(mix32x4(i32x4.add(i32x4.add(w, step), k0v)), k1v));
+    w = i32x4.add(w, i32x4.splat(8));
+    let keep = v128.and(i8x16.lt_u(h, top), one);
+    let keep2 = v128.and(i8x16.lt_u(h2, top), one);
+    if (fine != 0) {
+      const tie = i8x16.eq(h, top);
+      const tie2 = i8x16.eq(h2, top);
+      v128.store(mask + <usize>i, keep);
+      v128.store(mask + <usize>i + 16, keep2);
+      if (v128.any_true(v128.or(tie, tie2))) fine_ties(k0, k1, lo + <u32>i, fine, i8x16.bitmask(tie) | (i8x16.bitmask(tie2) << 16), mask + <usize>i);
+      continue;
+    }
+    v128.store(mask + <usize>i, keep);
+    v128.store(mask + <usize>i + 16, keep2);
   }
-  for (; i < n; i++) {
-    store<u8>(mask + <usize>i, mix32(mix32(lo + <u32>i + k0) ^ k1) < threshold ? 1 : 0);
+  for (; i + 16 <= n; i += 16) {
+    const h = mix32x4(v128.xor(mix32x4(i32x4.add(w, k0v)), k1v));
+    w = i32x4.add(w, step);
+    let keep = v128.and(i8x16.lt_u(h, top), one);
+    v128.store(mask + <usize>i, keep);
+    if (fine != 0) {
+      const tie = i8x16.eq(h, top);
+      if (v128.any_true(tie)) fine_ties(k0, k1, lo + <u32>i, fine, i8x16.bitmask(tie), mask + <usize>i);
+    }
+  }
+  for (; i < n; i++) store<u8>(mask + <usize>i, keyed_u32(k0, k1, lo + <u32>i) < threshold ? 1 : 0);
+}
+
+/** For each set bit j of `ties` (draws whose top byte equals the threshold's): mask[j] = fine bits of draw lo + j < fine. */
+function fine_ties(k0: u32, k1: u32, lo: u32, fine: u32, ties: u32, mask: usize): void {
+  while (ties != 0) {
+    const j = ctz(ties);
+    ties &= ties - 1;
+    store<u8>(mask + <usize>j, (mix32(mix32(lo + <u32>j + (k0 ^ FINE_K0)) ^ (k1 ^ FINE_K1)) >>> 8) < fine ? 1 : 0);
   }
 }
 

@@ -388,7 +388,7 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
 
 /** Bernoulli keep-mask of `len` draws from counter `start` of stream `key` (as bernoulliFill with a constant p). */
 function drawMask(a: WasmArena, key: Key64, p: number, start: number, len: number, mask: number): void {
-  const threshold = p >= 1 ? 4294967296 : p <= 0 ? 0 : Math.floor(p * 4294967296);
+  const threshold = p >= 1 ? 4294967296 : p <= 0 ? 0 : Math.ceil(p * 4294967296);
   if (threshold === 0 || threshold === 4294967296) {
     a.u8(mask, len).fill(threshold === 0 ? 0 : 1);
     return;

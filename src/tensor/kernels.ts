@@ -298,21 +298,36 @@ export interface Key64 {
   k1: number;
 }
 
+/** Keys of the fine stream: the low 24 bits of a draw, which decide a Bernoulli draw only on a tie of the top byte. */
+const FINE_K0 = 0x5bd1e995;
+const FINE_K1 = 0x27d4eb2f;
+
+/** The top byte of draw `lo` (within one 2^32 block of counters, block key k1): one hash word serves four draws. */
+function coarseByte(k0: number, k1: number, lo: number): number {
+  return (mix32(mix32(((lo >>> 2) + k0) >>> 0) ^ k1) >>> ((lo & 3) << 3)) & 255;
+}
+
+/** The low 24 bits of draw `lo` (as coarseByte). */
+function fineBits(k0: number, k1: number, lo: number): number {
+  return mix32(mix32((lo + (k0 ^ FINE_K0)) >>> 0) ^ (k1 ^ FINE_K1)) >>> 8;
+}
+
 /**
  * The uniform 32-bit value number `counter` of the stream `key`: a pure function of (key, counter), so any
  * element can be drawn independently of every other (no sequential state, no dependence on chunking/threads).
+ * The top byte comes from one hash word per four consecutive counters, the low 24 bits from a second keyed stream,
+ * so a Bernoulli draw (value < threshold) mostly needs a quarter of a hash: the low bits matter only when the top
+ * byte equals the threshold's.
  */
 export function keyedU32(key: Key64, counter: number): number {
   const lo = counter >>> 0;
-  const hi = Math.floor(counter / 4294967296);
-  return mix32(mix32((lo + key.k0) >>> 0) ^ ((key.k1 + Math.imul(hi, 0x9e3779b9)) >>> 0));
+  const k1 = (key.k1 + Math.imul(Math.floor(counter / 4294967296), 0x9e3779b9)) >>> 0;
+  return ((coarseByte(key.k0, k1, lo) << 24) | fineBits(key.k0, k1, lo)) >>> 0;
 }
 
-const TWO_NEG_32 = 1 / 4294967296;
-
 /**
- * Bernoulli draws: out[i] = 1 with probability p (a constant, or probs[i]), using uniform number (offset + i) of
- * stream `key`. p <= 0 never keeps, p >= 1 always keeps.
+ * Bernoulli draws: out[i] = 1 iff keyedU32(key, offset + i) < p * 2^32 (p a constant, or probs[i]), so p <= 0 never
+ * keeps and p >= 1 always keeps.
  */
 export function bernoulliFill(key: Key64, p: number | Float32Array, out: Uint8Array, offset = 0): Uint8Array {
   const n = out.length;
@@ -320,7 +335,11 @@ export function bernoulliFill(key: Key64, p: number | Float32Array, out: Uint8Ar
     throw new RangeError(`bernoulliFill: ${p.length} probabilities for ${n} draws`);
   }
   const k0 = key.k0;
-  const threshold = typeof p !== "number" ? 0 : p >= 1 ? 4294967296 : p <= 0 ? 0 : Math.floor(p * 4294967296);
+  // value < p 2^32 for an integer value is value < ceil(p 2^32): the constant's threshold, split into its top byte
+  // and low 24 bits.
+  const threshold = typeof p !== "number" ? 0 : p >= 1 ? 4294967296 : p <= 0 ? 0 : Math.ceil(p * 4294967296);
+  const top = Math.floor(threshold / 16777216);
+  const fine = threshold % 16777216;
   // Split the range where the counter's high word changes (at multiples of 2^32), so the loops see one k1.
   let i = 0;
   while (i < n) {
@@ -330,10 +349,20 @@ export function bernoulliFill(key: Key64, p: number | Float32Array, out: Uint8Ar
     const k1 = (key.k1 + Math.imul(hi, 0x9e3779b9)) >>> 0;
     let lo = c >>> 0;
     if (typeof p === "number") {
-      // +(a < b) instead of a ternary: the outcome is random, so a branch would mispredict half the time.
-      for (; i < end; i++, lo++) out[i] = +(mix32(mix32((lo + k0) >>> 0) ^ k1) < threshold);
+      let word = mix32(mix32(((lo >>> 2) + k0) >>> 0) ^ k1) >>> ((lo & 3) << 3);
+      for (; i < end; i++, lo++) {
+        if ((lo & 3) === 0) word = mix32(mix32(((lo >>> 2) + k0) >>> 0) ^ k1);
+        const b = word & 255;
+        word >>>= 8;
+        // +(a < b) instead of a ternary: the outcome is random, so a branch would mispredict half the time.
+        out[i] = b === top ? +(fine !== 0 && fineBits(k0, k1, lo) < fine) : +(b < top);
+      }
     } else {
-      for (; i < end; i++, lo++) out[i] = +(mix32(mix32((lo + k0) >>> 0) ^ k1) * TWO_NEG_32 < p[i]!);
+      for (; i < end; i++, lo++) {
+        const base = coarseByte(k0, k1, lo) * 16777216;
+        const t = p[i]! * 4294967296;
+        out[i] = base + 16777216 <= t ? 1 : base >= t ? 0 : +(base + fineBits(k0, k1, lo) < t);
+      }
     }
   }
   return out;

@@ -133,7 +133,7 @@ describe("keyed counter-based Bernoulli draws", () => {
       chunks.set(part, s);
     }
     assert.deepEqual(chunks, whole);
-    for (let i = 0; i < 100; i++) assert.equal(whole[i] === 1, keyedU32(key, i) < Math.floor(0.3 * 2 ** 32));
+    for (let i = 0; i < 10_000; i++) assert.equal(whole[i] === 1, keyedU32(key, i) < Math.ceil(0.3 * 2 ** 32));
   });
 
   test("constant and per-element probabilities agree; extremes are exact", () => {
@@ -147,7 +147,8 @@ describe("keyed counter-based Bernoulli draws", () => {
 
   test("kept fraction and lag-1 independence look Bernoulli", () => {
     const n = 200_000;
-    for (const p of [0.05, 0.5, 0.9]) {
+    // 0.002: the top byte ties the threshold's in every draw it keeps (the fine stream decides them).
+    for (const p of [0.002, 0.05, 0.5, 0.9]) {
       const m = bernoulliFill(key, p, new Uint8Array(n));
       let k = 0;
       let both = 0;

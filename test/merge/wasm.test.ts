@@ -6,6 +6,7 @@ import { getMethod } from "../../src/merge/registry.js";
 import { SAMPLE_RUN, sampleStarts } from "../../src/merge/sample.js";
 import type { ParamValues, StreamingMerge } from "../../src/merge/types.js";
 import { decodeToF32, encodeFromF32 } from "../../src/tensor/convert.js";
+import { bernoulliFill } from "../../src/tensor/kernels.js";
 import { type WasmArena, wasmArena, wasmFor } from "../../src/wasm/arena.js";
 
 // The WebAssembly SIMD kernels must reproduce the pure-JS path bit for bit, special values included. JS runs on
@@ -114,6 +115,28 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     assert.deepEqual(new Uint16Array(a.u8(enc, n * 2).buffer, enc, n), want);
     a.k.round_bf16(dst, n);
     bitsEqual(a.f32(dst, n), decodeToF32("BF16", want, new Float32Array(n)), "bf16 rounding");
+    a.release(mark);
+  });
+
+  it("Bernoulli draws (DARE masks) equal bernoulliFill at any offset, fine-stream ties included", () => {
+    const key = { k0: 0x2468ace1, k1: 0x13579bdf };
+    const n = 4099;
+    const mark = a.mark();
+    const mask = a.alloc(n);
+    // Thresholds with and without low 24 bits (0.5 needs no fine stream; 0.002 is mostly ties of the top byte).
+    for (const p of [0.5, 0.3, 0.53, 0.002, 1 - 1e-9]) {
+      const threshold = Math.ceil(p * 2 ** 32);
+      for (const offset of [0, 1, 2, 3, 17, 2 ** 32 - n, 2 ** 32 + 6]) {
+        const hi = Math.floor(offset / 2 ** 32);
+        const k1 = (key.k1 + Math.imul(hi, 0x9e3779b9)) >>> 0;
+        for (const len of [n, 31, 5]) {
+          const at = offset === 2 ** 32 - n ? offset + n - len : offset; // stay inside the 2^32 block
+          a.k.bernoulli(key.k0, k1, at >>> 0, threshold, mask, len);
+          const want = bernoulliFill(key, p, new Uint8Array(len), at);
+          assert.deepEqual(new Uint8Array(a.u8(mask, len)), want, `p ${p}, offset ${at}, ${len} draws`);
+        }
+      }
+    }
     a.release(mark);
   });
 
