@@ -28,7 +28,7 @@ export interface ExecSpec {
   readonly chunkElements?: number;
   /**
    * Bytes of input data a multi-pass (streaming) merge keeps in memory after its first pass, so later passes
-   * need not read the files again (default 96 MiB; a larger tensor keeps its leading chunks). WebAssembly path only.
+   * need not read the files again (default 16 MiB; a larger tensor keeps its leading chunks). WebAssembly path only.
    */
   readonly cacheBytes?: number;
 }
@@ -74,11 +74,17 @@ const ROUND_SLOT = -1;
 const CHUNK = 1 << 15;
 const OUT_SLOT = -2;
 const RESULT_SLOT = -3;
-const CACHE_BYTES = 96 << 20;
+/**
+ * Default input cache. Small on purpose: a later pass re-reads a tensor it just read, from the page cache, which
+ * on these VMs costs less than first-touching a large cache (page faults ~0.2 GB/s). Bench set, ties / dare_ties
+ * at -j 2, means of 4 interleaved runs: 96 MiB 6.21 / 5.39 s (peak RSS 427 / 375 MB), 16 MiB 5.58 / 5.09 s
+ * (258 / 219 MB), none 5.47 / 5.15 s (233 / 182 MB).
+ */
+const CACHE_BYTES = 16 << 20;
 /** Compute chunks per positional read / write on the wasm path (8 x 32K bf16 elements = 512 KiB reads). */
 const IO_BLOCK_CHUNKS = 8;
 
-/** The streaming input cache's size: ExecSpec.cacheBytes, else FUSIONKIT_STREAM_CACHE_BYTES, else 96 MiB. */
+/** The streaming input cache's size: ExecSpec.cacheBytes, else FUSIONKIT_STREAM_CACHE_BYTES, else 16 MiB. */
 function cacheBudget(spec: ExecSpec): number {
   if (spec.cacheBytes !== undefined) return spec.cacheBytes;
   const env = Number(process.env.FUSIONKIT_STREAM_CACHE_BYTES);
