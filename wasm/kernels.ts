@@ -1460,3 +1460,114 @@ export function relu_grad_sums(dy: usize, y: usize, rows: i32, C: i32, dz: usize
     }
   }
 }
+
+/**
+ * relu(conv2d(x, w) + bias) for one input channel (a first layer), stride 1, no dilation, valid padding, directly
+ * (no im2col, no GEMM: K = FH * FW is too small for one to pay): x is [images, H, W], w is [FH, FW, CO] (HWIO with
+ * CI = 1), CO a multiple of 4; dst gets [images, OH, OW, CO] with OH = H - FH + 1, OW = W - FW + 1. Each output
+ * is bias + the taps in (kh, kw) order, then max(., 0) (NaN stays NaN). Two pixels at a time share each filter load.
+ */
+export function conv_c1_relu(x: usize, images: i32, H: i32, W: i32, FH: i32, FW: i32, w: usize, bias: usize, CO: i32, dst: usize): void {
+  const OH = H - FH + 1;
+  const OW = W - FW + 1;
+  const zero = f32x4.splat(0);
+  const co4 = <usize>CO << 2;
+  let o = dst;
+  for (let b = 0; b < images; b++) {
+    const img = x + ((<usize>(b * H * W)) << 2);
+    for (let oh = 0; oh < OH; oh++) {
+      const row = img + ((<usize>(oh * W)) << 2);
+      let ow = 0;
+      for (; ow + 2 <= OW; ow += 2) {
+        for (let c: usize = 0; c < co4; c += 16) {
+          let a0 = v128.load(bias + c);
+          let a1 = a0;
+          for (let kh = 0; kh < FH; kh++) {
+            const xr = row + ((<usize>(kh * W + ow)) << 2);
+            const wr = w + <usize>(kh * FW) * co4 + c;
+            for (let kw = 0; kw < FW; kw++) {
+              const wv = v128.load(wr + <usize>kw * co4);
+              const p = xr + (<usize>kw << 2);
+              a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(p), wv));
+              a1 = f32x4.add(a1, f32x4.mul(v128.load32_splat(p + 4), wv));
+            }
+          }
+          v128.store(o + c, f32x4.max(a0, zero));
+          v128.store(o + co4 + c, f32x4.max(a1, zero));
+        }
+        o += co4 << 1;
+      }
+      for (; ow < OW; ow++) {
+        for (let c: usize = 0; c < co4; c += 16) {
+          let a0 = v128.load(bias + c);
+          for (let kh = 0; kh < FH; kh++) {
+            const xr = row + ((<usize>(kh * W + ow)) << 2);
+            const wr = w + <usize>(kh * FW) * co4 + c;
+            for (let kw = 0; kw < FW; kw++) {
+              a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(xr + (<usize>kw << 2)), v128.load(wr + <usize>kw * co4)));
+            }
+          }
+          v128.store(o + c, f32x4.max(a0, zero));
+        }
+        o += co4;
+      }
+    }
+  }
+}
+
+/**
+ * The filter gradient of a 3 x 3, single-input-channel, stride-1, undilated, valid convolution over rows
+ * r0 <= r < r1 of its output (r = (b, oh, ow) row-major, OH x OW per image): acc[(kh * 3 + kw) * CO + co] +=
+ * x[b, oh + kh, ow + kw] * dz[r, co], with x [*, H, W] and dz pointing at row r0 (CO a multiple of 4). Four
+ * channels at a time over every row, the nine taps' sums in registers (a GEMM with K = 9 would mostly move data).
+ */
+export function filter_grad_c1_3x3(x: usize, H: i32, W: i32, OH: i32, OW: i32, dz: usize, CO: i32, r0: i32, r1: i32, acc: usize): void {
+  const co4 = <usize>CO << 2;
+  const w4 = <usize>W << 2;
+  for (let c: usize = 0; c < co4; c += 16) {
+    let s0 = f32x4.splat(0);
+    let s1 = s0;
+    let s2 = s0;
+    let s3 = s0;
+    let s4 = s0;
+    let s5 = s0;
+    let s6 = s0;
+    let s7 = s0;
+    let s8 = s0;
+    let b = r0 / (OH * OW);
+    let rem = r0 - b * OH * OW;
+    let oh = rem / OW;
+    let ow = rem - oh * OW;
+    let d = dz + c;
+    for (let r = r0; r < r1; r++) {
+      const g = v128.load(d);
+      const p = x + ((<usize>((b * H + oh) * W + ow)) << 2);
+      s0 = f32x4.add(s0, f32x4.mul(v128.load32_splat(p), g));
+      s1 = f32x4.add(s1, f32x4.mul(v128.load32_splat(p + 4), g));
+      s2 = f32x4.add(s2, f32x4.mul(v128.load32_splat(p + 8), g));
+      s3 = f32x4.add(s3, f32x4.mul(v128.load32_splat(p + w4), g));
+      s4 = f32x4.add(s4, f32x4.mul(v128.load32_splat(p + w4 + 4), g));
+      s5 = f32x4.add(s5, f32x4.mul(v128.load32_splat(p + w4 + 8), g));
+      s6 = f32x4.add(s6, f32x4.mul(v128.load32_splat(p + 2 * w4), g));
+      s7 = f32x4.add(s7, f32x4.mul(v128.load32_splat(p + 2 * w4 + 4), g));
+      s8 = f32x4.add(s8, f32x4.mul(v128.load32_splat(p + 2 * w4 + 8), g));
+      d += co4;
+      if (++ow == OW) {
+        ow = 0;
+        if (++oh == OH) {
+          oh = 0;
+          b++;
+        }
+      }
+    }
+    v128.store(acc + c, f32x4.add(v128.load(acc + c), s0));
+    v128.store(acc + co4 + c, f32x4.add(v128.load(acc + co4 + c), s1));
+    v128.store(acc + 2 * co4 + c, f32x4.add(v128.load(acc + 2 * co4 + c), s2));
+    v128.store(acc + 3 * co4 + c, f32x4.add(v128.load(acc + 3 * co4 + c), s3));
+    v128.store(acc + 4 * co4 + c, f32x4.add(v128.load(acc + 4 * co4 + c), s4));
+    v128.store(acc + 5 * co4 + c, f32x4.add(v128.load(acc + 5 * co4 + c), s5));
+    v128.store(acc + 6 * co4 + c, f32x4.add(v128.load(acc + 6 * co4 + c), s6));
+    v128.store(acc + 7 * co4 + c, f32x4.add(v128.load(acc + 7 * co4 + c), s7));
+    v128.store(acc + 8 * co4 + c, f32x4.add(v128.load(acc + 8 * co4 + c), s8));
+  }
+}

@@ -84,6 +84,30 @@ export interface KernelExports {
   unpack_bits(src: number, dst: number, n: number): void;
   linear_bf16(xs: number, ws: number, k: number, d: number, out: number, n: number): void;
   bias_relu(p: number, bias: number, n: number, len: number): void;
+  filter_grad_c1_3x3(
+    x: number,
+    H: number,
+    W: number,
+    OH: number,
+    OW: number,
+    dz: number,
+    CO: number,
+    r0: number,
+    r1: number,
+    acc: number,
+  ): void;
+  conv_c1_relu(
+    x: number,
+    images: number,
+    H: number,
+    W: number,
+    FH: number,
+    FW: number,
+    w: number,
+    bias: number,
+    CO: number,
+    dst: number,
+  ): void;
   pool_planes(
     src: number,
     stride: number,

@@ -136,8 +136,8 @@ describe("layers", () => {
   it("conv2d with inputGradient: false gives the same filter and bias gradients", async () => {
     const { conv2d } = await import("../../src/nn/index.js");
     const { agrees } = await import("./compare.js");
-    // the fused relu-mask + filter-gradient kernel: in one arena chunk, over several chunks (K = 576), and with an
-    // output channel count that is not a multiple of 4 (the JS mask)
+    // the fused relu-mask + filter-gradient kernel: in one arena chunk, over several chunks (K = 576), with an
+    // output channel count that is not a multiple of 4 (the JS mask), and single-channel inputs
     const cases: {
       x: [number, number, number, number];
       f: [number, number, number, number];
@@ -148,6 +148,9 @@ describe("layers", () => {
       { x: [2, 6, 6, 2], f: [3, 3, 2, 4], strides: 2, pad: "same" },
       { x: [4, 30, 30, 64], f: [3, 3, 64, 8], strides: 1, pad: "valid" },
       { x: [2, 7, 7, 3], f: [3, 3, 3, 6], strides: 1, pad: "same" },
+      // one input channel, 3 x 3, valid: the direct kernel, over two chunks that split an image (8 x 26 x 26 rows)
+      { x: [8, 28, 28, 1], f: [3, 3, 1, 32], strides: 1, pad: "valid" },
+      { x: [2, 9, 7, 1], f: [3, 3, 1, 8], strides: 1, pad: "valid" },
     ];
     for (const [i, { x: xs, f: fs, strides, pad }] of cases.entries()) {
       const x = randn(

@@ -180,6 +180,37 @@ describe("FusedConv2D", () => {
       );
     });
   }
+  for (const [x, f] of [
+    [
+      [110, 20, 20, 1],
+      [3, 4, 1, 12],
+    ], // odd output width (a last single pixel), two chunks of images
+    [
+      [3, 7, 5, 1],
+      [2, 2, 1, 4],
+    ],
+  ] as [number[], number[]][]) {
+    it(`single-channel input [${x}], filter [${f}], valid, bias + relu (the direct first-layer kernel)`, async () => {
+      await agrees("fused conv, one input channel", () =>
+        withGrads(
+          (xt, ft, bias) =>
+            tf.fused.conv2d({
+              x: xt as tf.Tensor4D,
+              filter: ft as tf.Tensor4D,
+              strides: 1,
+              pad: "valid",
+              bias,
+              activation: "relu",
+            }),
+          [
+            [randn(sizeOf(x), 41), x],
+            [randn(sizeOf(f), 42), f],
+            [randn(f[3]!, 43), [f[3]!]],
+          ],
+        ),
+      );
+    });
+  }
   it("with a bias made by gather (wasm stores it with a stale 4-d shape)", async () => {
     await agrees("fused conv gathered bias", () => {
       const x = tf.tensor(randn(2 * 6 * 6 * 3, 31), [2, 6, 6, 3]) as tf.Tensor4D;

@@ -363,6 +363,15 @@ export function convForward(
     finish(y, N, epilogue);
     return;
   }
+  const c1Bias = epilogue?.activation === "relu" && epilogue.bias?.length === N ? epilogue.bias : null;
+  if (c1Bias !== null && directC1(c)) {
+    const arena =
+      (x.length + w.length + N + OUT_CHUNK_FLOATS + rowsPerImage * N) * 4 <= ARENA_CAP_BYTES ? wasmArena() : null;
+    if (arena !== null) {
+      convC1Relu(arena, x, w, c, y, c1Bias);
+      return;
+    }
+  }
   if (rowTaps(c)) {
     convForwardRows(sgemm, be, x, w, c, y, epilogue);
     return;
@@ -397,6 +406,58 @@ export function convForward(
   }
   be.pool.release(cols);
   if (wk !== w) be.pool.release(wk);
+}
+
+/** One input channel, stride 1, undilated, valid padding, CO a multiple of 4: conv_c1_relu's geometry. */
+function directC1(c: Info): boolean {
+  return (
+    c.inChannels === 1 &&
+    c.outChannels % 4 === 0 &&
+    c.strideHeight === 1 &&
+    c.strideWidth === 1 &&
+    c.dilationHeight === 1 &&
+    c.dilationWidth === 1 &&
+    c.padInfo.top === 0 &&
+    c.padInfo.left === 0 &&
+    c.outHeight === c.inHeight - c.filterHeight + 1 &&
+    c.outWidth === c.inWidth - c.filterWidth + 1 &&
+    c.outHeight > 0 &&
+    c.outWidth > 0
+  );
+}
+
+/**
+ * relu(conv(x) + bias) of a single-channel input by the direct wasm kernel (a first layer: with K = FH * FW, im2col
+ * and GEMM cost more than the arithmetic), a cache-sized chunk of images at a time, copied out.
+ */
+function convC1Relu(
+  arena: WasmArena,
+  x: Float32Array,
+  w: Float32Array,
+  c: Info,
+  y: Float32Array,
+  bias: Float32Array,
+): void {
+  const { batchSize: B, inHeight: H, inWidth: W, filterHeight: FH, filterWidth: FW, outChannels: N } = c;
+  const perImage = c.outHeight * c.outWidth * N;
+  const per = Math.max(1, Math.min(B, Math.floor(OUT_CHUNK_FLOATS / perImage)));
+  const mark = arena.mark();
+  try {
+    const xP = arena.alloc(x.length * 4);
+    const wP = arena.alloc(w.length * 4);
+    const bP = arena.alloc(N * 4);
+    const outP = arena.alloc(per * perImage * 4);
+    arena.f32(xP, x.length).set(x);
+    arena.f32(wP, w.length).set(w);
+    arena.f32(bP, N).set(bias);
+    for (let b0 = 0; b0 < B; b0 += per) {
+      const n = Math.min(per, B - b0);
+      arena.k.conv_c1_relu(xP + b0 * H * W * 4, n, H, W, FH, FW, wP, bP, N, outP);
+      y.set(arena.f32(outP, n * perImage), b0 * perImage);
+    }
+  } finally {
+    arena.release(mark);
+  }
 }
 
 /**
@@ -532,6 +593,8 @@ function shiftedInputGrad(sgemm: Sgemm, be: FusionBackend, dy: Float32Array, w: 
 
 /** Rows of a filter-gradient im2col chunk: ~4 MB, so the GEMM reads what im2col just wrote from cache. */
 const FILTER_GRAD_ARENA_FLOATS = 1 << 20;
+/** Rows per chunk of the direct 3 x 3 single-channel filter gradient (its dy chunk stays in L2 across channel groups). */
+const DIRECT_GRAD_ROWS = 4096;
 
 /**
  * dW = im2col(x)^T dy with the im2col in the wasm arena (one bulk copy per filter row instead of a TypedArray.set
@@ -550,20 +613,28 @@ function arenaFilterGrad(
   const K = c.filterHeight * c.filterWidth * c.inChannels;
   const N = c.outChannels;
   const rows = c.batchSize * c.outHeight * c.outWidth;
-  const chunk = Math.max(64, Math.min(rows, Math.floor(FILTER_GRAD_ARENA_FLOATS / Math.max(K, N))));
+  // 3 x 3 over one input channel: the direct kernel (chunks that stay in L2 across its passes over the channels)
+  const direct = directC1(c) && c.filterHeight === 3 && c.filterWidth === 3;
+  const chunk = direct
+    ? Math.min(rows, DIRECT_GRAD_ROWS)
+    : Math.max(64, Math.min(rows, Math.floor(FILTER_GRAD_ARENA_FLOATS / Math.max(K, N))));
   const arena = (x.length + chunk * (K + 2 * N)) * 4 <= ARENA_CAP_BYTES ? wasmArena() : null;
   if (arena === null) return null;
   const mark = arena.mark();
   const dwT = be.pool.alloc(N * K);
   try {
     const xP = arena.alloc(x.length * 4);
-    const colsP = arena.alloc(chunk * K * 4);
+    const colsP = direct ? 0 : arena.alloc(chunk * K * 4);
+    // direct: each chunk's sums (float32) are added into float64 totals
+    const sumP = direct ? arena.alloc(K * N * 4) : 0;
+    const total = direct ? new Float64Array(K * N) : null;
     // with a relu mask: dy and y chunk by chunk into the arena, dz = dy * (y > 0) there, bias sums beside it
     const dyP = relu === null ? 0 : arena.alloc(chunk * N * 4);
+    const dyChunkP = relu === null && direct ? arena.alloc(chunk * N * 4) : 0;
     const yP = relu === null ? 0 : arena.alloc(chunk * N * 4);
     const accP = relu === null ? 0 : arena.alloc(N * 8);
     arena.f32(xP, x.length).set(x);
-    const cols = arena.f32(colsP, chunk * K);
+    const cols = direct ? null : arena.f32(colsP, chunk * K);
     const dyChunk = relu === null ? null : arena.f32(dyP, chunk * N);
     if (relu !== null) new Float64Array(arena.f32(accP, 2 * N).buffer, accP, N).fill(0);
     const { inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = c;
@@ -571,7 +642,8 @@ function arenaFilterGrad(
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const r1 = Math.min(rows, r0 + chunk);
       const { top, left } = c.padInfo;
-      arena.k.im2col(xP, H, W, C, OH, OW, c.filterHeight, c.filterWidth, sh, sw, dh, dwl, top, left, r0, r1, colsP);
+      if (!direct)
+        arena.k.im2col(xP, H, W, C, OH, OW, c.filterHeight, c.filterWidth, sh, sw, dh, dwl, top, left, r0, r1, colsP);
       let g = dy.subarray(r0 * N);
       if (relu !== null && dyChunk !== null) {
         dyChunk.set(dy.subarray(r0 * N, r1 * N));
@@ -579,10 +651,28 @@ function arenaFilterGrad(
         arena.k.relu_grad_sums(dyP, yP, r1 - r0, N, dyP, accP);
         g = dyChunk;
       }
+      if (direct && total !== null) {
+        let gP = dyP;
+        if (relu === null) {
+          gP = dyChunkP;
+          arena.f32(gP, chunk * N).set(dy.subarray(r0 * N, r1 * N));
+        }
+        const sums = arena.f32(sumP, K * N).fill(0);
+        arena.k.filter_grad_c1_3x3(xP, H, W, OH, OW, gP, N, r0, r1, sumP);
+        for (let i = 0; i < K * N; i++) total[i] += sums[i]!;
+        continue;
+      }
       // dW^T[N, K] (+)= dy[r0 .. r1)^T cols
-      sgemm(TRANS, NO_TRANS, N, K, r1 - r0, 1, g, N, cols, K, r0 === 0 ? 0 : 1, dwT, K);
+      sgemm(TRANS, NO_TRANS, N, K, r1 - r0, 1, g, N, cols!, K, r0 === 0 ? 0 : 1, dwT, K);
     }
     if (relu !== null) relu.db.set(new Float64Array(arena.f32(accP, 2 * N).buffer, accP, N));
+    if (total !== null) {
+      // the direct kernel's sums are already HWIO (CI = 1)
+      const dw = be.pool.alloc(K * N);
+      dw.set(total);
+      be.pool.release(dwT);
+      return dw;
+    }
   } finally {
     arena.release(mark);
   }
