@@ -1571,3 +1571,41 @@ export function filter_grad_c1_3x3(x: usize, H: i32, W: i32, OH: i32, OW: i32, d
     v128.store(acc + 8 * co4 + c, f32x4.add(v128.load(acc + 8 * co4 + c), s8));
   }
 }
+
+/**
+ * The gradient through a 2 x 2 max-pool with relu (conv-pool's backward): g and codes are [images, PH, PW, C] (codes
+ * the forward's window winners 0..3, or -1), dz gets [images, 2 PH, 2 PW, C] with dz = g * (code == position) at each
+ * window position (so -0 and NaN as the float products give them), and acc (C doubles) += g * (code >= 0) per
+ * channel in row-major order. C a multiple of 4. The same arithmetic as conv-pool.ts's JS loop, bit for bit.
+ */
+export function pool2_grad(g: usize, codes: usize, images: i32, PH: i32, PW: i32, C: i32, dz: usize, acc: usize): void {
+  const c4 = <usize>C << 2;
+  const row = (<usize>(2 * PW)) * c4;
+  const one = f32x4.splat(1);
+  const zero = f32x4.splat(0);
+  const k1 = f32x4.splat(1);
+  const k2 = f32x4.splat(2);
+  const k3 = f32x4.splat(3);
+  let o: usize = 0;
+  let p = dz;
+  for (let r = 0; r < images * PH; r++) {
+    for (let px = 0; px < PW; px++) {
+      for (let c: usize = 0; c < c4; c += 16) {
+        const d = v128.load(g + o + c);
+        const w = v128.load(codes + o + c);
+        const q = p + c;
+        v128.store(q, f32x4.mul(d, v128.and(f32x4.eq(w, zero), one)));
+        v128.store(q + c4, f32x4.mul(d, v128.and(f32x4.eq(w, k1), one)));
+        v128.store(q + row, f32x4.mul(d, v128.and(f32x4.eq(w, k2), one)));
+        v128.store(q + row + c4, f32x4.mul(d, v128.and(f32x4.eq(w, k3), one)));
+        const s = f32x4.mul(d, v128.and(f32x4.ge(w, zero), one));
+        const a = acc + (c << 1);
+        v128.store(a, f64x2.add(v128.load(a), f64x2.promote_low_f32x4(s)));
+        v128.store(a + 16, f64x2.add(v128.load(a + 16), f64x2.promote_low_f32x4(v128.shuffle<f32>(s, s, 2, 3, 0, 1))));
+      }
+      o += c4;
+      p += c4 << 1;
+    }
+    p += row; // the window's second row was written with the first
+  }
+}

@@ -84,6 +84,16 @@ export interface KernelExports {
   unpack_bits(src: number, dst: number, n: number): void;
   linear_bf16(xs: number, ws: number, k: number, d: number, out: number, n: number): void;
   bias_relu(p: number, bias: number, n: number, len: number): void;
+  pool2_grad(
+    g: number,
+    codes: number,
+    images: number,
+    PH: number,
+    PW: number,
+    C: number,
+    dz: number,
+    acc: number,
+  ): void;
   filter_grad_c1_3x3(
     x: number,
     H: number,

@@ -1,7 +1,10 @@
+import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as tf from "@tensorflow/tfjs";
+import { FUSION_BACKEND } from "../../src/nn/backend.js";
+import { CONV_RELU_MAX_POOL_GRAD_KERNEL } from "../../src/nn/kernels/conv-pool.js";
 import { conv2d } from "../../src/nn/layers.js";
-import { agrees, randn, sizeOf, withGrads } from "./compare.js";
+import { agrees, backendUnderTest, randn, sizeOf, withGrads } from "./compare.js";
 
 type Pad = "same" | "valid" | [[0, 0], [number, number], [number, number], [0, 0]];
 
@@ -273,6 +276,53 @@ describe("MaxPool and MaxPoolGrad", () => {
         [[randn(sizeOf(shape), 8).map((v) => v - 1), shape]],
       ),
     );
+  });
+});
+
+describe("the conv-pool gradient kernel", () => {
+  it("the wasm 2 x 2 pool gradient equals the JS loop bit for bit (NaN, -0, winners -1..3, two chunks of images)", async (t) => {
+    if ((await backendUnderTest()) !== FUSION_BACKEND) return t.skip("fusionkit backend not selected");
+    const [B, PH, PW, C] = [40, 12, 12, 16];
+    const n = B * PH * PW * C;
+    const dy = randn(n, 51);
+    const codes = new Float32Array(n);
+    const r = randn(n, 52);
+    for (let i = 0; i < n; i++) {
+      codes[i] = Math.min(3, Math.max(-1, Math.floor(Math.abs(r[i]!) * 3) - 1));
+      if (i % (97 * C) === 0) dy[i] = Number.NaN; // channel 0 only: a NaN makes its channel's bias gradient NaN
+      if (i % 89 === 0) dy[i] = -0;
+    }
+    const run = () =>
+      tf.tidy(() => {
+        const [dz, db] = tf
+          .engine()
+          .runKernel(
+            CONV_RELU_MAX_POOL_GRAD_KERNEL,
+            { dy: tf.tensor4d(dy, [B, PH, PW, C]), codes: tf.tensor4d(codes, [B, PH, PW, C]) },
+            { outShape: [B, 2 * PH, 2 * PW, C], poolSize: 2 } as unknown as tf.NamedAttrMap,
+          ) as tf.Tensor[];
+        return [dz!.dataSync().slice(), db!.dataSync().slice()] as Float32Array[];
+      });
+    const wasm = run();
+    const saved = process.env.FUSIONKIT_NO_WASM;
+    process.env.FUSIONKIT_NO_WASM = "1";
+    let js: Float32Array[];
+    try {
+      js = run();
+    } finally {
+      if (saved === undefined) delete process.env.FUSIONKIT_NO_WASM;
+      else process.env.FUSIONKIT_NO_WASM = saved;
+    }
+    assert.ok(Number.isNaN(js[1]![0]) && js[1]!.subarray(1).every(Number.isFinite));
+    for (const [i, name] of ["dz", "bias gradient"].entries()) {
+      const a = new Uint32Array(wasm[i]!.buffer);
+      const b = new Uint32Array(js[i]!.buffer);
+      assert.equal(a.length, b.length);
+      for (let j = 0; j < a.length; j++) {
+        if (Number.isNaN(wasm[i]![j]) && Number.isNaN(js[i]![j])) continue;
+        assert.equal(a[j], b[j], `${name}[${j}]: ${wasm[i]![j]} vs ${js[i]![j]}`);
+      }
+    }
   });
 });
 

@@ -185,6 +185,46 @@ export function convPoolKernel(sgemm: Sgemm): tf.KernelConfig {
   return { kernelName: CONV_RELU_MAX_POOL_KERNEL, backendName: FUSION_BACKEND, kernelFunc };
 }
 
+/** Images per chunk of pool2GradWasm: ~1 MB of dz, so the copy out reads it from cache. */
+const POOL_GRAD_CHUNK_FLOATS = 1 << 18;
+
+/**
+ * conv-pool's 2 x 2 gradient (the JS loop below, bit for bit) by the wasm kernel, a cache-sized chunk of images at a
+ * time: g and codes copied in, dz copied out. Returns the bias gradient (float64 sums), or null without the arena.
+ */
+function pool2GradWasm(
+  g: Float32Array,
+  codes: Float32Array,
+  B: number,
+  PH: number,
+  PW: number,
+  C: number,
+  dz: Float32Array,
+): Float64Array | null {
+  const a = wasmArena();
+  if (a === null) return null;
+  const pooled = PH * PW * C;
+  const per = Math.max(1, Math.min(B, Math.floor(POOL_GRAD_CHUNK_FLOATS / (4 * pooled))));
+  const mark = a.mark();
+  try {
+    const gP = a.alloc(per * pooled * 4);
+    const cP = a.alloc(per * pooled * 4);
+    const dzP = a.alloc(per * pooled * 16);
+    const accP = a.alloc(C * 8);
+    a.f64(accP, C).fill(0);
+    for (let b0 = 0; b0 < B; b0 += per) {
+      const n = Math.min(per, B - b0);
+      a.f32(gP, n * pooled).set(g.subarray(b0 * pooled, (b0 + n) * pooled));
+      a.f32(cP, n * pooled).set(codes.subarray(b0 * pooled, (b0 + n) * pooled));
+      a.k.pool2_grad(gP, cP, n, PH, PW, C, dzP, accP);
+      dz.set(a.f32(dzP, n * pooled * 4), b0 * pooled * 4);
+    }
+    return a.f64(accP, C).slice();
+  } finally {
+    a.release(mark);
+  }
+}
+
 export const CONV_RELU_MAX_POOL_GRAD_KERNEL = "FusionkitConvReluMaxPoolGrad";
 
 /**
@@ -205,6 +245,13 @@ export function convPoolGradKernel(): tf.KernelConfig {
     if (g.length !== B * PH * PW * C || w.length !== g.length)
       throw new Error(`${CONV_RELU_MAX_POOL_GRAD_KERNEL}: dy and codes must be [${B}, ${PH}, ${PW}, ${C}]`);
     const dz = be.pool.alloc(B * OH * OW * C);
+    const sums =
+      k === 2 && 2 * PH === OH && 2 * PW === OW && C % 4 === 0 && B > 0 ? pool2GradWasm(g, w, B, PH, PW, C, dz) : null;
+    if (sums !== null) {
+      const db = be.pool.alloc(C);
+      db.set(sums);
+      return [be.output([...outShape], dz), be.output([C], db)];
+    }
     if (k * PH < OH || k * PW < OW) dz.fill(0); // rows or columns no window covers
     const acc = new Float64Array(C);
     const row = OW * C;
