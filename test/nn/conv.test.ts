@@ -128,6 +128,33 @@ describe("Conv2D and its gradients (Conv2DBackpropInput, Conv2DBackpropFilter)",
   });
 });
 
+/** tf.fused.conv2d (stride 1, a bias per output channel) and its gradients, from inputs seeded seed, seed + 1, seed + 2. */
+function fusedConvGrads(
+  x: readonly number[],
+  f: readonly number[],
+  pad: "same" | "valid",
+  activation: "linear" | "relu" | "sigmoid" | "leakyrelu",
+  seed: number,
+) {
+  return withGrads(
+    (xt, ft, bias) =>
+      tf.fused.conv2d({
+        x: xt as tf.Tensor4D,
+        filter: ft as tf.Tensor4D,
+        strides: 1,
+        pad,
+        bias,
+        activation,
+        leakyreluAlpha: 0.2,
+      }),
+    [
+      [randn(sizeOf(x), seed), [...x]],
+      [randn(sizeOf(f), seed + 1), [...f]],
+      [randn(f[3]!, seed + 2), [f[3]!]],
+    ],
+  );
+}
+
 describe("FusedConv2D", () => {
   for (const activation of ["linear", "relu", "sigmoid", "leakyrelu"] as const) {
     it(`bias + ${activation}: value and gradients`, async () => {
@@ -162,25 +189,7 @@ describe("FusedConv2D", () => {
     it(`row-tap geometry (stride-1 rows, 3 x 16 values per filter row), bias ${biasSize} + ${activation}`, async () => {
       const x: [number, number, number, number] = [5, 10, 9, 16];
       const f: [number, number, number, number] = [3, 3, 16, 8];
-      await agrees(`fused row-tap conv ${activation}`, () =>
-        withGrads(
-          (xt, ft, bias) =>
-            tf.fused.conv2d({
-              x: xt as tf.Tensor4D,
-              filter: ft as tf.Tensor4D,
-              strides: 1,
-              pad: "same",
-              bias,
-              activation,
-              leakyreluAlpha: 0.2,
-            }),
-          [
-            [randn(sizeOf(x), 15), x],
-            [randn(sizeOf(f), 16), f],
-            [randn(biasSize, 17), [biasSize]],
-          ],
-        ),
-      );
+      await agrees(`fused row-tap conv ${activation}`, () => fusedConvGrads(x, f, "same", activation, 15));
     });
   }
   for (const [x, f] of [
@@ -194,24 +203,7 @@ describe("FusedConv2D", () => {
     ],
   ] as [number[], number[]][]) {
     it(`single-channel input [${x}], filter [${f}], valid, bias + relu (the direct first-layer kernel)`, async () => {
-      await agrees("fused conv, one input channel", () =>
-        withGrads(
-          (xt, ft, bias) =>
-            tf.fused.conv2d({
-              x: xt as tf.Tensor4D,
-              filter: ft as tf.Tensor4D,
-              strides: 1,
-              pad: "valid",
-              bias,
-              activation: "relu",
-            }),
-          [
-            [randn(sizeOf(x), 41), x],
-            [randn(sizeOf(f), 42), f],
-            [randn(f[3]!, 43), [f[3]!]],
-          ],
-        ),
-      );
+      await agrees("fused conv, one input channel", () => fusedConvGrads(x, f, "valid", "relu", 41));
     });
   }
   it("with a bias made by gather (wasm stores it with a stale 4-d shape)", async () => {
