@@ -201,6 +201,10 @@ describe("FusedConv2D", () => {
       [3, 7, 5, 1],
       [2, 2, 1, 4],
     ],
+    [
+      [14, 20, 20, 1],
+      [3, 3, 1, 8],
+    ], // 3 x 3: the direct filter gradient too, over two row chunks that split an image
   ] as [number[], number[]][]) {
     it(`single-channel input [${x}], filter [${f}], valid, bias + relu (the direct first-layer kernel)`, async () => {
       await agrees("fused conv, one input channel", () => fusedConvGrads(x, f, "valid", "relu", 41));

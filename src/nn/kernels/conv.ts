@@ -629,8 +629,8 @@ function arenaFilterGrad(
     const sumP = direct ? arena.alloc(K * N * 4) : 0;
     const total = direct ? new Float64Array(K * N) : null;
     // with a relu mask: dy and y chunk by chunk into the arena, dz = dy * (y > 0) there, bias sums beside it
-    const dyP = relu === null ? 0 : arena.alloc(chunk * N * 4);
-    const dyChunkP = relu === null && direct ? arena.alloc(chunk * N * 4) : 0;
+    // (the direct kernel reads dy from the arena with or without a mask)
+    const dyP = relu === null && !direct ? 0 : arena.alloc(chunk * N * 4);
     const yP = relu === null ? 0 : arena.alloc(chunk * N * 4);
     const accP = relu === null ? 0 : arena.alloc(N * 8);
     arena.f32(xP, x.length).set(x);
@@ -651,14 +651,10 @@ function arenaFilterGrad(
         arena.k.relu_grad_sums(dyP, yP, r1 - r0, N, dyP, accP);
         g = dyChunk;
       }
-      if (direct && total !== null) {
-        let gP = dyP;
-        if (relu === null) {
-          gP = dyChunkP;
-          arena.f32(gP, chunk * N).set(dy.subarray(r0 * N, r1 * N));
-        }
+      if (total !== null) {
+        if (relu === null) arena.f32(dyP, chunk * N).set(dy.subarray(r0 * N, r1 * N));
         const sums = arena.f32(sumP, K * N).fill(0);
-        arena.k.filter_grad_c1_3x3(xP, H, W, OH, OW, gP, N, r0, r1, sumP);
+        arena.k.filter_grad_c1_3x3(xP, H, W, OH, OW, dyP, N, r0, r1, sumP);
         for (let i = 0; i < K * N; i++) total[i] += sums[i]!;
         continue;
       }
