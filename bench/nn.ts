@@ -7,10 +7,11 @@
 // The host's speed drifts between phases (~1.4x apart on the development VMs, PyTorch alike), so --rounds N runs every
 // backend and PyTorch N times, interleaved, and keeps each cell's fastest median: a ratio then compares like phases.
 //   npm run bench:nn -- [--backends fusionkit,wasm,cpu] [--reps 20] [--rounds 1] [--cpu-cnn-train] [--json]
+// The fusionkit backend's GEMM is oneDNN's when its addon built, else OpenBLAS's; FUSIONKIT_GEMM=openblas compares.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
-import { adam, initNN, type NNBackendName } from "../src/nn/index.js";
+import { adam, blas, initNN, type NNBackendName } from "../src/nn/index.js";
 import { batch, cnn, mlp, trainStep } from "./nn-models.js";
 
 type Timings = Record<"mlp" | "cnn", { train: number; forward: number; trainReps: number; forwardReps: number }>;
@@ -163,6 +164,7 @@ async function main(): Promise<void> {
   const fmt = (r: string[]) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
   const best = rounds > 1 ? `, the fastest of ${rounds} interleaved rounds` : "";
   console.log(`batch 128, medians of up to ${reps} runs (fewer where slow: 10 s budget on cpu)${best}; ${torch.note}`);
+  if (backends.includes("fusionkit")) console.log(`fusionkit backend GEMM: ${blas()?.description ?? "none"}`);
   console.log(fmt(header));
   for (const r of rows) console.log(fmt(r));
   for (const [b, r] of results) if (typeof r === "string") console.log(`${b}: ${r}`);

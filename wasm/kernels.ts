@@ -1307,6 +1307,75 @@ export function pool_planes(
   }
 }
 
+/**
+ * pool_planes for a channels-last src: the value of channel c at line position p (images blocks of HP lines of L
+ * positions) is src[p * C + c]. Same windows, order, bias, rectification and codes as pool_planes; four channels at a
+ * time, so the result is identical.
+ */
+export function pool_rows(
+  src: usize,
+  C: i32,
+  images: i32,
+  HP: i32,
+  L: i32,
+  H: i32,
+  W: i32,
+  k: i32,
+  bias: usize,
+  dst: usize,
+  codes: usize,
+): void {
+  const PH = H / k;
+  const PW = W / k;
+  const zero = f32x4.splat(0);
+  const none = f32x4.splat(-1);
+  const pixel = <usize>C << 2;
+  const line = <usize>L * pixel;
+  let o = dst;
+  for (let b = 0; b < images; b++) {
+    for (let py = 0; py < PH; py++) {
+      const r0 = src + <usize>(b * HP + py * k) * line;
+      for (let px = 0; px < PW; px++, o += pixel) {
+        const at = r0 + <usize>(px * k) * pixel;
+        let c = 0;
+        for (; c + 4 <= C; c += 4) {
+          const cc = <usize>c << 2;
+          let m = v128.load(at + cc);
+          let w = f32x4.splat(0);
+          for (let kh = 0; kh < k; kh++) {
+            for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
+              const v = v128.load(at + <usize>kh * line + <usize>kw * pixel + cc);
+              const gt = f32x4.gt(v, m);
+              m = v128.bitselect(v, m, gt);
+              w = v128.bitselect(f32x4.splat(<f32>(kh * k + kw)), w, gt);
+            }
+          }
+          m = f32x4.add(m, v128.load(bias + cc));
+          if (codes != 0) v128.store(codes + (o - dst) + cc, v128.bitselect(w, none, f32x4.gt(m, zero)));
+          v128.store(o + cc, f32x4.max(m, zero));
+        }
+        for (; c < C; c++) {
+          const cc = <usize>c << 2;
+          let m = load<f32>(at + cc);
+          let win = 0;
+          for (let kh = 0; kh < k; kh++) {
+            for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
+              const v = load<f32>(at + <usize>kh * line + <usize>kw * pixel + cc);
+              if (v > m) {
+                m = v;
+                win = kh * k + kw;
+              }
+            }
+          }
+          const z = m + load<f32>(bias + cc);
+          store<f32>(o + cc, max<f32>(z, 0));
+          if (codes != 0) store<f32>(codes + (o - dst) + cc, z > 0 ? <f32>win : -1);
+        }
+      }
+    }
+  }
+}
+
 /** n bytes from src to dst (no overlap): inline loops for short or 16-byte-multiple runs (memory.copy calls out). */
 // @ts-ignore: decorator
 @inline

@@ -26,8 +26,8 @@ export function registerFusionBackend(): boolean {
   for (const k of tf.getKernelsForBackend("cpu")) tf.registerKernel({ ...k, backendName: FUSION_BACKEND });
   const fast: tf.KernelConfig[] = [
     ...matMulKernels(native.sgemm),
-    ...convKernels(native.sgemm),
-    convPoolKernel(native.sgemm),
+    ...convKernels(native.sgemm, native),
+    convPoolKernel(native.sgemm, native),
     convPoolGradKernel(),
     ...elementwiseKernels(),
     ...reduceKernels(native.sgemv),

@@ -132,6 +132,19 @@ export interface KernelExports {
     dst: number,
     codes: number,
   ): void;
+  pool_rows(
+    src: number,
+    C: number,
+    images: number,
+    HP: number,
+    L: number,
+    H: number,
+    W: number,
+    k: number,
+    bias: number,
+    dst: number,
+    codes: number,
+  ): void;
   delta_hist_hi(x: number, b: number, n: number, hist: number): void;
   delta_hist_lo(x: number, b: number, n: number, bin: number, lo: number): void;
   delta_topk_mask(x: number, b: number, n: number, key: number, left: number, mask: number): number;

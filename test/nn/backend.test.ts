@@ -17,8 +17,9 @@ describe("backend selection", () => {
     const info = await initNN({ log: null });
     assert.equal(info.backend, name);
     assert.equal(tf.getBackend(), name);
-    assert.match(describeNNBackend(info), new RegExp(`^nn backend: ${name} \\(tfjs 4\\.22`));
-    if (!info.native) assert.match(describeNNBackend(info), /apt-get install libopenblas-dev/);
+    assert.match(describeNNBackend(info), new RegExp(`^nn backend: ${name} \\((gemm [^;]+; )?tfjs 4\\.22`));
+    if (!info.native) assert.match(describeNNBackend(info), /apt-get install libdnnl-dev libopenblas-dev/);
+    if (name === FUSION_BACKEND) assert.match(describeNNBackend(info), /gemm (oneDNN|OpenBLAS)/);
     if (process.env.FUSIONKIT_BACKEND) assert.equal(name, process.env.FUSIONKIT_BACKEND);
   });
   it("the fusionkit backend overrides the hot kernels", async (t) => {
