@@ -71,6 +71,7 @@ describe("native sgemm (every library that loads)", () => {
         [17, 9, 33],
         [64, 40, 130],
         [5, 70, 1],
+        [4, 3, 0], // k = 0: C = beta C
       ] as const) {
         for (const ta of [false, true]) {
           for (const tb of [false, true]) {

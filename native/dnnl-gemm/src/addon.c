@@ -67,6 +67,14 @@ static napi_value sgemm(napi_env env, napi_callback_info info) {
   if (!(tb == NO_TRANS ? fits(k, n, ldb, lb) : fits(n, k, ldb, lb))) return fail(env, "ERR_SIZE", "sgemm: B too short for k, n, ldb");
   if (!fits(m, n, ldc, lc)) return fail(env, "ERR_SIZE", "sgemm: C too short for m, n, ldc");
   if (m == 0 || n == 0) return NULL;
+  if (k == 0) {
+    // C = beta C, as BLAS defines it (oneDNN rejects k = 0); beta = 0 sets C to zero whatever it held
+    for (int32_t i = 0; i < m; i++) {
+      float* row = c + (int64_t)i * ldc;
+      for (int32_t j = 0; j < n; j++) row[j] = beta == 0 ? 0.0f : (float)beta * row[j];
+    }
+    return NULL;
+  }
   // oneDNN needs leading dimensions >= 1 even for empty operands
   if (lda < 1) lda = 1;
   if (ldb < 1) ldb = 1;
