@@ -1207,6 +1207,27 @@ export function bias_relu(p: usize, bias: usize, n: i32, len: i32): void {
 }
 
 /**
+ * The winner kh * k + kw of the k x k window at `at` (rows `dh` bytes apart, columns `dw`): its first maximum in
+ * row-major order (v > m, so a NaN wins only where it comes first).
+ */
+// @ts-ignore: decorator
+@inline
+function windowWinner(at: usize, dh: usize, dw: usize, k: i32): i32 {
+  let m = load<f32>(at);
+  let win = 0;
+  for (let kh = 0; kh < k; kh++) {
+    for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
+      const v = load<f32>(at + <usize>kh * dh + <usize>kw * dw);
+      if (v > m) {
+        m = v;
+        win = kh * k + kw;
+      }
+    }
+  }
+  return win;
+}
+
+/**
  * relu(max-pool(plane) + bias) from channel planes to channels-last: src holds C planes of `stride` floats (channel c
  * at src + c * stride), each `images` blocks of HP lines of L values, of which the first H lines and W values are
  * pooled (k x k, stride k, sizes floored); dst gets [images, H / k, W / k, C]. Each window's first maximum in
@@ -1286,18 +1307,8 @@ export function pool_planes(
         }
         for (; px < PW; px++) {
           const at = r0 + ((<usize>(px * k)) << 2);
-          let m = load<f32>(at);
-          let win = 0;
-          for (let kh = 0; kh < k; kh++) {
-            for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
-              const v = load<f32>(at + ((<usize>(kh * L + kw)) << 2));
-              if (v > m) {
-                m = v;
-                win = kh * k + kw;
-              }
-            }
-          }
-          const z = m + bc;
+          const win = windowWinner(at, <usize>L << 2, 4, k);
+          const z = load<f32>(at + <usize>(win / k) * (<usize>L << 2) + (<usize>(win % k) << 2)) + bc;
           store<f32>(o, max<f32>(z, 0));
           if (codes != 0) store<f32>(codes + (o - dst), z > 0 ? <f32>win : -1);
           o += step;
@@ -1356,18 +1367,8 @@ export function pool_rows(
         }
         for (; c < C; c++) {
           const cc = <usize>c << 2;
-          let m = load<f32>(at + cc);
-          let win = 0;
-          for (let kh = 0; kh < k; kh++) {
-            for (let kw = kh == 0 ? 1 : 0; kw < k; kw++) {
-              const v = load<f32>(at + <usize>kh * line + <usize>kw * pixel + cc);
-              if (v > m) {
-                m = v;
-                win = kh * k + kw;
-              }
-            }
-          }
-          const z = m + load<f32>(bias + cc);
+          const win = windowWinner(at + cc, line, pixel, k);
+          const z = load<f32>(at + cc + <usize>(win / k) * line + <usize>(win % k) * pixel) + load<f32>(bias + cc);
           store<f32>(o + cc, max<f32>(z, 0));
           if (codes != 0) store<f32>(codes + (o - dst) + cc, z > 0 ? <f32>win : -1);
         }

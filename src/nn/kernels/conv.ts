@@ -507,6 +507,34 @@ function convForwardBiasRelu(
 }
 
 /**
+ * The input gradient's tap products, chunk by chunk of `rows` rows of the extended grid (WE wide) so the rows being
+ * accumulated stay in cache: for tap (kh, kw) at offset kh * WE + kw, rows d0 .. m1 of the chunk take dyE from row
+ * s0 = d0 - offset, with W_k the tap's CI x CO block; the first tap (offset 0) initialises the chunk.
+ */
+function forEachTap(
+  c: Info,
+  rows: number,
+  WE: number,
+  w: Float32Array,
+  gemm: (m1: number, s0: number, d0: number, wk: Float32Array, first: boolean) => void,
+): void {
+  const { inChannels: CI, outChannels: CO, filterHeight: FH, filterWidth: FW } = c;
+  const chunk = Math.max(64, Math.floor((1 << 19) / Math.max(CI, CO)));
+  for (let m0 = 0; m0 < rows; m0 += chunk) {
+    const m1 = Math.min(rows, m0 + chunk);
+    for (let kh = 0; kh < FH; kh++) {
+      for (let kw = 0; kw < FW; kw++) {
+        const off = kh * WE + kw;
+        const s0 = Math.max(0, m0 - off);
+        const d0 = s0 + off;
+        if (d0 >= m1) continue;
+        gemm(m1, s0, d0, w.subarray((kh * FW + kw) * CI * CO, (kh * FW + kw + 1) * CI * CO), off === 0);
+      }
+    }
+  }
+}
+
+/**
  * dx of a stride-1, undilated convolution without im2col or col2im. dx is accumulated in an extended grid E
  * (HE x WE per image, the input sitting at (top, left)) where output pixel (oh, ow) lands at (oh, ow) and tap (kh, kw)
  * reaches (oh + kh, ow + kw). With dy laid out on that grid (zeros elsewhere), tap k adds dyE[r] W_k^T to row
@@ -551,35 +579,10 @@ function shiftedInputGrad(
   const eP = arena === null ? 0 : arena.alloc(rows * CI * 4);
   const dxP = arena === null ? 0 : arena.alloc(B * H * W * CI * 4);
   const eT = arena === null ? be.pool.alloc(rows * CI) : arena.f32(eP, rows * CI);
-  const chunk = Math.max(64, Math.floor((1 << 19) / Math.max(CI, CO)));
-  for (let m0 = 0; m0 < rows; m0 += chunk) {
-    const m1 = Math.min(rows, m0 + chunk);
-    for (let kh = 0; kh < FH; kh++) {
-      for (let kw = 0; kw < FW; kw++) {
-        const off = kh * WE + kw;
-        const s0 = Math.max(0, m0 - off);
-        const d0 = s0 + off;
-        if (d0 >= m1) continue;
-        const wk = w.subarray((kh * FW + kw) * CI * CO, (kh * FW + kw + 1) * CI * CO);
-        // E^T[:, d0 .. m1) (+)= W_k dyE[s0 ..]^T; the first tap (offset 0) initialises the chunk
-        sgemm(
-          NO_TRANS,
-          TRANS,
-          CI,
-          m1 - d0,
-          CO,
-          1,
-          wk,
-          CO,
-          dyE.subarray(s0 * CO),
-          CO,
-          off === 0 ? 0 : 1,
-          eT.subarray(d0),
-          rows,
-        );
-      }
-    }
-  }
+  forEachTap(c, rows, WE, w, (m1, s0, d0, wk, first) => {
+    // E^T[:, d0 .. m1) (+)= W_k dyE[s0 ..]^T
+    sgemm(NO_TRANS, TRANS, CI, m1 - d0, CO, 1, wk, CO, dyE.subarray(s0 * CO), CO, first ? 0 : 1, eT.subarray(d0), rows);
+  });
   be.pool.release(dyE);
   // dx[b, ih, iw, ci] = eT[ci][(b * HE + ih + top) * WE + left + iw]
   const dx = be.pool.alloc(B * H * W * CI);
@@ -617,38 +620,26 @@ function channelsLastInputGrad(
   WE: number,
 ): Float32Array {
   const { batchSize: B, inHeight: H, inWidth: W, inChannels: CI, outChannels: CO } = c;
-  const { filterHeight: FH, filterWidth: FW } = c;
   const rows = B * HE * WE;
   const e = be.pool.alloc(rows * CI);
-  const chunk = Math.max(64, Math.floor((1 << 19) / Math.max(CI, CO)));
-  for (let m0 = 0; m0 < rows; m0 += chunk) {
-    const m1 = Math.min(rows, m0 + chunk);
-    for (let kh = 0; kh < FH; kh++) {
-      for (let kw = 0; kw < FW; kw++) {
-        const off = kh * WE + kw;
-        const s0 = Math.max(0, m0 - off);
-        const d0 = s0 + off;
-        if (d0 >= m1) continue;
-        const wk = w.subarray((kh * FW + kw) * CI * CO, (kh * FW + kw + 1) * CI * CO);
-        // E[d0 .. m1) (+)= dyE[s0 ..] W_k^T; the first tap (offset 0) initialises the chunk
-        sgemm(
-          NO_TRANS,
-          TRANS,
-          m1 - d0,
-          CI,
-          CO,
-          1,
-          dyE.subarray(s0 * CO),
-          CO,
-          wk,
-          CO,
-          off === 0 ? 0 : 1,
-          e.subarray(d0 * CI),
-          CI,
-        );
-      }
-    }
-  }
+  forEachTap(c, rows, WE, w, (m1, s0, d0, wk, first) => {
+    // E[d0 .. m1) (+)= dyE[s0 ..] W_k^T
+    sgemm(
+      NO_TRANS,
+      TRANS,
+      m1 - d0,
+      CI,
+      CO,
+      1,
+      dyE.subarray(s0 * CO),
+      CO,
+      wk,
+      CO,
+      first ? 0 : 1,
+      e.subarray(d0 * CI),
+      CI,
+    );
+  });
   const dx = be.pool.alloc(B * H * W * CI);
   const { top, left } = c.padInfo;
   for (let b = 0; b < B; b++) {
