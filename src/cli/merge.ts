@@ -29,6 +29,7 @@ interface MergeCliOptions {
   skipMismatched?: boolean;
   force?: boolean;
   progress: boolean;
+  directIo: boolean;
 }
 
 function dryRun(configPath: string, opts: MergeCliOptions): void {
@@ -109,6 +110,7 @@ export function registerMerge(program: Command): void {
     .option("--skip-mismatched", "leave out tensors whose shapes differ (with a warning) instead of failing")
     .option("--force", "replace a non-empty output directory")
     .option("--no-progress", "no progress output")
+    .option("--no-direct-io", "write the output through the page cache (default: large blocks go direct, O_DIRECT)")
     .action(async (config: string, out: string | undefined, opts: MergeCliOptions) => {
       if (opts.dryRun) return dryRun(config, opts);
       if (out === undefined) throw new FusionError("INVALID_ARGUMENT", "missing output directory (or use --dry-run)");

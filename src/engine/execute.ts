@@ -1,6 +1,7 @@
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { FusionError, type FusionErrorCode } from "../errors.js";
 import type { ShardedWriter } from "../io/sharded-write.js";
+import { startThread } from "../io/threads.js";
 import type { MergePlan } from "./plan.js";
 import { type ExecSpec, type JobResult, type TensorJob, TensorRunner } from "./tensor-task.js";
 
@@ -17,6 +18,8 @@ export interface ExecuteOptions {
   readonly jobs: number;
   readonly seed: number;
   readonly chunkElements?: number;
+  /** See ExecSpec.directIo. */
+  readonly directIo?: boolean;
   readonly onProgress?: (p: MergeProgress) => void;
 }
 
@@ -30,16 +33,9 @@ type WorkerReply =
       index: number;
     };
 
-/** Start a worker running worker.ts / worker.js; under tsx (tests, dev) it registers tsx's loader first. */
+/** Start a merge worker (worker.ts / worker.js). */
 function startWorker(spec: ExecSpec): Worker {
-  const self = import.meta.url;
-  if (self.endsWith(".ts")) {
-    const url = new URL("./worker.ts", self).href;
-    const api = import.meta.resolve("tsx/esm/api");
-    const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url)}); })`;
-    return new Worker(code, { eval: true, workerData: spec });
-  }
-  return new Worker(new URL("./worker.js", self), { workerData: spec });
+  return startThread(import.meta.url, "worker", spec);
 }
 
 function jobsOf(plan: MergePlan, writer: ShardedWriter): TensorJob[] {
@@ -61,6 +57,7 @@ export async function executePlan(
     computeDtype: plan.computeDtype,
     seed: options.seed,
     chunkElements: options.chunkElements,
+    directIo: options.directIo,
   };
   const jobs = jobsOf(plan, writer);
   const t0 = performance.now();

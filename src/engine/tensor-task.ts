@@ -1,6 +1,6 @@
-import { openSync } from "node:fs";
 import { FusionError } from "../errors.js";
-import { writeAllSync } from "../io/atomic.js";
+import { BlockWriter } from "../io/block-writer.js";
+import { DIRECT_ALIGN, directIoWanted, OutputFile } from "../io/direct-write.js";
 import { closeFd, openReadFd, readExactSync } from "../io/file-read.js";
 import { ModelDir } from "../io/model-dir.js";
 import { getMethod } from "../merge/registry.js";
@@ -31,6 +31,8 @@ export interface ExecSpec {
    * need not read the files again (default 16 MiB; a larger tensor keeps its leading chunks). WebAssembly path only.
    */
   readonly cacheBytes?: number;
+  /** Write the output's aligned parts with O_DIRECT where the file system allows (default true; FUSIONKIT_DIRECT_IO=0 turns it off). */
+  readonly directIo?: boolean;
 }
 
 export interface TensorJob {
@@ -84,11 +86,19 @@ const CACHE_BYTES = 16 << 20;
 /** Compute chunks per positional read / write on the wasm path (8 x 32K bf16 elements = 512 KiB reads). */
 const IO_BLOCK_CHUNKS = 8;
 
+/** Output blocks of at least this many bytes are written by the writer thread (FUSIONKIT_ASYNC_WRITE_BYTES). */
+const ASYNC_WRITE_BYTES = 64 << 10;
+
 /** The streaming input cache's size: ExecSpec.cacheBytes, else FUSIONKIT_STREAM_CACHE_BYTES, else 16 MiB. */
 function cacheBudget(spec: ExecSpec): number {
-  if (spec.cacheBytes !== undefined) return spec.cacheBytes;
-  const env = Number(process.env.FUSIONKIT_STREAM_CACHE_BYTES);
-  return Number.isFinite(env) && env >= 0 && process.env.FUSIONKIT_STREAM_CACHE_BYTES !== "" ? env : CACHE_BYTES;
+  return spec.cacheBytes ?? bytesFromEnv("FUSIONKIT_STREAM_CACHE_BYTES", CACHE_BYTES);
+}
+
+/** A byte count from the environment variable `name` (a number >= 0), else `fallback`. */
+function bytesFromEnv(name: string, fallback: number): number {
+  const text = process.env[name];
+  const value = Number(text);
+  return text !== undefined && text !== "" && Number.isFinite(value) && value >= 0 ? value : fallback;
 }
 
 /** A chunk source: one input's file, where its tensor starts, and its element size. */
@@ -116,15 +126,22 @@ interface WasmBuffers {
 export class TensorRunner {
   private readonly method: MergeMethodSpec;
   private readonly dirs = new Map<number, ModelDir>();
-  private readonly outFds = new Map<string, number>();
+  private readonly outFiles = new Map<string, OutputFile>();
   private readonly inFds = new Map<string, number>();
   private readonly pool = new Pool();
 
   private readonly chunk: number;
 
+  /** Large output blocks of the wasm path go through a writer thread (started on first use). */
+  private readonly blocks: BlockWriter;
+  private readonly asyncWriteBytes: number;
+
   constructor(private readonly spec: ExecSpec) {
     this.method = getMethod(spec.method);
     this.chunk = spec.chunkElements ?? CHUNK;
+    // Slots for float32 blocks; a float64 output (rare) writes its blocks here.
+    this.blocks = new BlockWriter(this.chunk * IO_BLOCK_CHUNKS * 4, spec.directIo !== false && directIoWanted());
+    this.asyncWriteBytes = bytesFromEnv("FUSIONKIT_ASYNC_WRITE_BYTES", ASYNC_WRITE_BYTES);
   }
 
   private dir(model: number): ModelDir {
@@ -136,13 +153,14 @@ export class TensorRunner {
     return d;
   }
 
-  private outFd(file: string): number {
-    let fd = this.outFds.get(file);
-    if (fd === undefined) {
-      fd = openSync(file, "r+");
-      this.outFds.set(file, fd);
+  /** The output shard `file` (under its temporary name), for positional writes. */
+  private output(file: string): OutputFile {
+    let f = this.outFiles.get(file);
+    if (f === undefined) {
+      f = OutputFile.open(file, this.spec.directIo !== false && directIoWanted());
+      this.outFiles.set(file, f);
     }
-    return fd;
+    return f;
   }
 
   /** Decode raw bytes into the float32 buffer of `slot`, rounded through the config's `dtype` when set. */
@@ -164,7 +182,14 @@ export class TensorRunner {
     return { data: this.decode(input.dtype, raw, slot, numel(input.shape)), shape: input.shape };
   }
 
+  /** Merge one tensor into its place in the output; its bytes are all written when this returns. */
   run(job: TensorJob): JobResult {
+    const result = this.runJob(job);
+    this.blocks.drain();
+    return result;
+  }
+
+  private runJob(job: TensorJob): JobResult {
     const t = job.tensor;
     const all = t.base === undefined ? t.inputs : [...t.inputs, t.base];
     const n = numel(t.outShape);
@@ -215,7 +240,7 @@ export class TensorRunner {
     const outBytes = this.pool.u8(OUT_SLOT, n * dtypeSize(t.outDtype));
     const out = viewStorage(t.outDtype, outBytes);
     encodeFromF32(result.data, t.outDtype, out);
-    writeAllSync(this.outFd(job.out.file), storageBytes(out), job.out.offset, job.out.file);
+    this.output(job.out.file).write(storageBytes(out), job.out.offset);
     return { index: job.index, bytesRead: all.reduce((s, x) => s + x.bytes, 0), bytesWritten: outBytes.length };
   }
 
@@ -250,7 +275,7 @@ export class TensorRunner {
     const size = dtypeSize(t.outDtype);
     const outBytes = this.pool.u8(OUT_SLOT, values.length * size);
     encodeFromF32(values, t.outDtype, viewStorage(t.outDtype, outBytes));
-    writeAllSync(this.outFd(job.out.file), outBytes, job.out.offset + start * size, job.out.file);
+    this.output(job.out.file).write(outBytes, job.out.offset + start * size);
   }
 
   /**
@@ -304,20 +329,22 @@ export class TensorRunner {
 
   /**
    * Arena buffers for one tensor: per input a raw block buffer (I/O_BLOCK chunks) and a float32 chunk; the float32
-   * result chunk and the encoded output block.
+   * result chunk and the encoded output block, placed so that its addresses and the output file's offsets agree
+   * modulo DIRECT_ALIGN (the output's aligned middle can then be written direct).
    */
   private wasmBuffers(
     a: WasmArena,
     sources: readonly Source[],
-    outDtype: DType,
+    job: TensorJob,
     chunk: number,
     block: number,
   ): WasmBuffers {
+    const outRaw = a.alloc(block * dtypeSize(job.tensor.outDtype) + DIRECT_ALIGN);
     return {
       raw: sources.map((s) => a.alloc(block * s.size)),
       values: sources.map(() => a.alloc(chunk * 4)),
       out: a.alloc(chunk * 4),
-      outRaw: a.alloc(block * dtypeSize(outDtype)),
+      outRaw: outRaw + ((((job.out.offset - outRaw) % DIRECT_ALIGN) + DIRECT_ALIGN) % DIRECT_ALIGN),
     };
   }
 
@@ -372,9 +399,14 @@ export class TensorRunner {
     else encodeFromF32(a.f32(b.out, len), dtype, viewStorage(dtype, a.u8(b.outRaw + at * size, len * size)));
   }
 
+  /** Write an encoded output block: handed to the writer thread when it is large, else written here. */
   private writeBlockWasm(a: WasmArena, job: TensorJob, b: WasmBuffers, start: number, len: number): void {
     const size = dtypeSize(job.tensor.outDtype);
-    writeAllSync(this.outFd(job.out.file), a.u8(b.outRaw, len * size), job.out.offset + start * size, job.out.file);
+    const bytes = a.u8(b.outRaw, len * size);
+    const position = job.out.offset + start * size;
+    if (bytes.length >= this.asyncWriteBytes && this.blocks.fits(bytes.length))
+      this.blocks.write(job.out.file, bytes, position);
+    else this.output(job.out.file).write(bytes, position);
   }
 
   /** Elements per positional read / write: IO_BLOCK_CHUNKS compute chunks (large reads cost far less per byte). */
@@ -408,7 +440,7 @@ export class TensorRunner {
     const block = this.blockOf(chunk, n);
     const mark = a.mark();
     try {
-      const b = this.wasmBuffers(a, sources, t.outDtype, chunk, block);
+      const b = this.wasmBuffers(a, sources, job, chunk, block);
       const fused = this.fusedBf16(job, sources);
       for (let bs = 0; bs < n; bs += block) {
         const blen = Math.min(block, n - bs);
@@ -471,7 +503,7 @@ export class TensorRunner {
       const k = t.inputs.length;
       const sources = this.chunkSources(all);
       const block = this.blockOf(chunk, n);
-      const b = this.wasmBuffers(a, sources, t.outDtype, chunk, block);
+      const b = this.wasmBuffers(a, sources, job, chunk, block);
       // The cache holds whole blocks: per input one contiguous region, so a block is one read straight into it.
       const perElement = sources.reduce((sum, s) => sum + s.size, 0);
       const nBlocks = Math.ceil(n / block);
@@ -581,12 +613,13 @@ export class TensorRunner {
   }
 
   close(): void {
+    this.blocks.close();
     for (const d of this.dirs.values()) d.close();
-    for (const fd of this.outFds.values()) closeFd(fd);
+    for (const f of this.outFiles.values()) f.close();
     for (const fd of this.inFds.values()) closeFd(fd);
     this.inFds.clear();
     this.dirs.clear();
-    this.outFds.clear();
+    this.outFiles.clear();
     // The arena's memory (chunk buffers, streaming cache) cannot shrink: drop it so a long-lived caller gets it back.
     releaseWasmArena();
   }

@@ -10,7 +10,8 @@ import { tempDir } from "../helpers/tmp.js";
 
 // The engine's WebAssembly path (chunks read into wasm memory, SIMD kernels, the streaming input cache) against
 // the pure-JS path (FUSIONKIT_NO_WASM=1) and the whole-tensor merge: the same bytes, for every input dtype the
-// kernels decode, with rounding through the config's dtype, whole or partial input caching, -j 1 and -j 2.
+// kernels decode, with rounding through the config's dtype, whole or partial input caching, -j 1 and -j 2, output
+// blocks written here or by the writer thread, direct or buffered.
 
 const root = tempDir("wasm-path");
 
@@ -87,8 +88,21 @@ describe("merge: WebAssembly path equals the pure-JS path", {
         await withEnv({ FUSIONKIT_STREAM_CACHE_BYTES: "3000" }, () =>
           merge(cfg, out("wasm-2-partial-cache"), { jobs: 2, chunkElements: 10, randomSeed: 3 }),
         );
+        // every output block through the writer thread (direct where aligned), and all of it buffered
+        await withEnv({ FUSIONKIT_ASYNC_WRITE_BYTES: "0" }, () =>
+          merge(cfg, out("wasm-2-writer-thread"), { jobs: 2, chunkElements: 10, randomSeed: 3 }),
+        );
+        await withEnv({ FUSIONKIT_ASYNC_WRITE_BYTES: "0", FUSIONKIT_DIRECT_IO: "0" }, () =>
+          merge(cfg, out("wasm-1-writer-thread-buffered"), { jobs: 1, chunkElements: 100, randomSeed: 3 }),
+        );
         const want = bytes(out("js-whole"));
-        for (const tag of ["js-chunked", "wasm-1", "wasm-2-partial-cache"]) {
+        for (const tag of [
+          "js-chunked",
+          "wasm-1",
+          "wasm-2-partial-cache",
+          "wasm-2-writer-thread",
+          "wasm-1-writer-thread-buffered",
+        ]) {
           assert.ok(bytes(out(tag)).equals(want), `${tag} differs from the whole-tensor JS merge`);
         }
       });

@@ -1,0 +1,163 @@
+// Positional writes of large output blocks on a thread of their own: the caller copies a block into one of a few
+// shared slots and goes on computing while the writer thread puts it in place (direct-write.ts: O_DIRECT for the
+// aligned middle), so the device's time overlaps the merge's instead of adding to it.
+import { MessageChannel, type MessagePort, receiveMessageOnPort, type Worker } from "node:worker_threads";
+import { FusionError, type FusionErrorCode } from "../errors.js";
+import { DIRECT_ALIGN } from "./direct-write.js";
+import { startThread } from "./threads.js";
+
+/**
+ * What the writer thread starts with: the slot memory; `control` (i32): each slot's state, then at HEAD the number
+ * of blocks queued so far; `meta` (f64, SLOT_FIELDS per slot): { at, length, position, file id } of the block in
+ * the slot; its end of the channel, on which new files are announced (FileMessage) and errors come back.
+ */
+export interface WriterInit {
+  readonly memory: { readonly buffer: ArrayBufferLike };
+  readonly control: Int32Array;
+  readonly meta: Float64Array;
+  readonly slots: number;
+  readonly port: MessagePort;
+  readonly directIo: boolean;
+}
+
+/** A file the writer has not seen yet, sent before the first block for it. */
+export interface FileMessage {
+  readonly id: number;
+  readonly file: string;
+}
+
+const SLOTS = 8;
+export const SLOT_FIELDS = 4;
+export const FREE = 0;
+const BUSY = 1;
+export const FAILED = 2;
+/** Index in `control` of the queued-block counter. */
+export const HEAD = SLOTS;
+/** Index in `control` of the flag the writer sets when it has stopped (files closed). */
+export const CLOSED = SLOTS + 1;
+/** How long `close` waits for the writer thread to stop. */
+const CLOSE_WAIT_MS = 10_000;
+/** The file id of the request that stops the writer. */
+export const CLOSE = -1;
+
+// The project's lib settings include no WebAssembly typings: the one constructor used here.
+const SharedMemory = (
+  globalThis as unknown as {
+    WebAssembly: { Memory: new (d: { initial: number; maximum: number; shared: true }) => { buffer: ArrayBufferLike } };
+  }
+).WebAssembly.Memory;
+
+export class BlockWriter {
+  private thread: Worker | undefined;
+  private port: MessagePort | undefined;
+  private memory: { buffer: ArrayBufferLike } | undefined;
+  // A fresh set per writer thread (a closed thread may still read the last one).
+  private control = new Int32Array(new SharedArrayBuffer(4 * (SLOTS + 2)));
+  private meta = new Float64Array(new SharedArrayBuffer(8 * SLOT_FIELDS * SLOTS));
+  private readonly fileIds = new Map<string, number>();
+  private readonly slotBytes: number;
+  private queued = 0;
+
+  /** Blocks up to `maxBlockBytes`; `directIo` lets the writer thread use O_DIRECT. */
+  constructor(
+    maxBlockBytes: number,
+    private readonly directIo: boolean,
+  ) {
+    this.slotBytes = Math.ceil((maxBlockBytes + DIRECT_ALIGN) / DIRECT_ALIGN) * DIRECT_ALIGN;
+  }
+
+  /** Whether a block of this many bytes fits a slot. */
+  fits(bytes: number): boolean {
+    return bytes + DIRECT_ALIGN <= this.slotBytes;
+  }
+
+  /** Queue `data` (copied now) to be written to `file` at `position`; waits only while every slot is in flight. */
+  write(file: string, data: Uint8Array, position: number): void {
+    if (!this.fits(data.length)) throw new RangeError(`block of ${data.length} bytes exceeds the writer's slots`);
+    const { memory, port } = this.start();
+    let id = this.fileIds.get(file);
+    if (id === undefined) {
+      id = this.fileIds.size;
+      this.fileIds.set(file, id);
+      port.postMessage({ id, file } satisfies FileMessage);
+    }
+    const slot = this.queued % SLOTS;
+    this.wait(slot);
+    // Where the file offset is aligned, so is the slot memory (wasm memory is page-aligned): direct writes need both.
+    const at = slot * this.slotBytes + (position % DIRECT_ALIGN);
+    new Uint8Array(memory.buffer, at, data.length).set(data);
+    this.post(slot, at, data.length, position, id);
+  }
+
+  /** Wait until every queued block is written; throws the writer's error if one failed. */
+  drain(): void {
+    if (this.thread === undefined) return;
+    for (let slot = 0; slot < SLOTS; slot++) this.wait(slot);
+  }
+
+  /** Drain, then stop the writer thread (and wait until it has). Closing twice is harmless. */
+  close(): void {
+    try {
+      this.drain();
+    } finally {
+      if (this.thread !== undefined) {
+        const slot = this.queued % SLOTS;
+        this.post(slot, 0, 0, 0, CLOSE);
+        // Wait for it to stop on its own (its files closed) rather than leave it to be terminated at exit.
+        const end = Date.now() + CLOSE_WAIT_MS;
+        while (Atomics.load(this.control, CLOSED) === 0 && Date.now() < end) Atomics.wait(this.control, CLOSED, 0, 100);
+        this.port?.close();
+      }
+      this.thread = undefined;
+      this.port = undefined;
+      this.memory = undefined;
+    }
+  }
+
+  private post(slot: number, at: number, length: number, position: number, id: number): void {
+    this.meta.set([at, length, position, id], SLOT_FIELDS * slot);
+    Atomics.store(this.control, slot, BUSY);
+    this.queued++;
+    Atomics.store(this.control, HEAD, this.queued | 0);
+    Atomics.notify(this.control, HEAD);
+  }
+
+  private start(): { memory: { buffer: ArrayBufferLike }; port: MessagePort } {
+    if (this.memory !== undefined && this.port !== undefined) return { memory: this.memory, port: this.port };
+    const pages = Math.ceil((SLOTS * this.slotBytes) / 65536);
+    const memory = new SharedMemory({ initial: pages, maximum: pages, shared: true });
+    const { port1, port2 } = new MessageChannel();
+    this.control = new Int32Array(new SharedArrayBuffer(4 * (SLOTS + 2)));
+    this.meta = new Float64Array(new SharedArrayBuffer(8 * SLOT_FIELDS * SLOTS));
+    this.queued = 0;
+    this.fileIds.clear();
+    const init: WriterInit = {
+      memory,
+      control: this.control,
+      meta: this.meta,
+      slots: SLOTS,
+      port: port2,
+      directIo: this.directIo,
+    };
+    this.thread = startThread(import.meta.url, "write-thread", init, [port2]);
+    this.thread.unref();
+    this.memory = memory;
+    this.port = port1;
+    return { memory, port: port1 };
+  }
+
+  private wait(slot: number): void {
+    while (Atomics.load(this.control, slot) === BUSY) Atomics.wait(this.control, slot, BUSY);
+    if (Atomics.load(this.control, slot) !== FAILED) return;
+    Atomics.store(this.control, slot, FREE);
+    let m = receiveMessageOnPort(this.port!);
+    // The writer posts its error before it marks the slot failed: it is there (possibly after an older one).
+    while (m !== undefined && (m.message as { slot: number }).slot !== slot) m = receiveMessageOnPort(this.port!);
+    const e = (m?.message as { error?: { message: string; code?: string; file?: string } } | undefined)?.error;
+    throw new FusionError(
+      (e?.code as FusionErrorCode | undefined) ?? "IO_ERROR",
+      e?.message ?? "write failed in the writer thread",
+      { file: e?.file },
+    );
+  }
+}
