@@ -28,6 +28,7 @@ const WRITEBACK_BYTES = 32 << 20;
 
 type WorkerReply =
   | { ok: JobResult }
+  | { closed: true }
   | {
       error: { code?: FusionErrorCode; message: string; file?: string; tensor?: string; key?: string; fusion: boolean };
       index: number;
@@ -93,6 +94,7 @@ export async function executePlan(
   return await new Promise<MergeProgress>((resolve, reject) => {
     const workers: Worker[] = [];
     let next = 0;
+    let closed = 0;
     let failed = false;
     const stopAll = () => {
       for (const w of workers) void w.terminate();
@@ -127,20 +129,22 @@ export async function executePlan(
           );
           return;
         }
+        if ("closed" in m) {
+          // Its writes are all done (a worker closes once no job is left for it).
+          if (++closed === workers.length) resolve({ ...progress });
+          return;
+        }
         try {
           finished(m.ok);
         } catch (err) {
           fail(err);
           return;
         }
-        if (progress.done === jobs.length) {
-          for (const x of workers) x.postMessage("close");
-          resolve({ ...progress });
-        } else feed(w);
+        feed(w);
       });
       w.on("error", fail);
       w.on("exit", (code) => {
-        if (code !== 0 && progress.done < jobs.length) fail(new Error(`merge worker exited with code ${code}`));
+        if (code !== 0 && closed < workers.length) fail(new Error(`merge worker exited with code ${code}`));
       });
       feed(w);
     }

@@ -182,14 +182,11 @@ export class TensorRunner {
     return { data: this.decode(input.dtype, raw, slot, numel(input.shape)), shape: input.shape };
   }
 
-  /** Merge one tensor into its place in the output; its bytes are all written when this returns. */
+  /**
+   * Merge one tensor into its place in the output. Its last blocks may still be in the writer thread's queue when
+   * this returns (the next tensor's work overlaps them): `flush` or `close` waits for them and reports their errors.
+   */
   run(job: TensorJob): JobResult {
-    const result = this.runJob(job);
-    this.blocks.drain();
-    return result;
-  }
-
-  private runJob(job: TensorJob): JobResult {
     const t = job.tensor;
     const all = t.base === undefined ? t.inputs : [...t.inputs, t.base];
     const n = numel(t.outShape);
@@ -612,6 +609,12 @@ export class TensorRunner {
     return { index: job.index, bytesRead, bytesWritten: n * dtypeSize(job.tensor.outDtype) };
   }
 
+  /** Wait until every block handed to the writer thread is written; throws a write's error. */
+  flush(): void {
+    this.blocks.drain();
+  }
+
+  /** Flush, then release everything (closing twice is harmless). */
   close(): void {
     this.blocks.close();
     for (const d of this.dirs.values()) d.close();

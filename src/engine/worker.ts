@@ -9,17 +9,25 @@ const port = parentPort!;
 
 port.on("message", (msg: TensorJob | "close") => {
   if (msg === "close") {
-    runner.close();
+    // No job left: wait for the writes still in flight, then say so (or report their error).
+    try {
+      runner.close();
+      port.postMessage({ closed: true });
+    } catch (e) {
+      port.postMessage({ error: errorOf(e), index: -1 });
+    }
     port.close();
     return;
   }
   try {
     port.postMessage({ ok: runner.run(msg) });
   } catch (e) {
-    const err =
-      e instanceof FusionError
-        ? { code: e.code, message: e.detail, file: e.file, tensor: e.tensor, key: e.key, fusion: true }
-        : { message: (e as Error)?.stack ?? String(e), fusion: false };
-    port.postMessage({ error: err, index: msg.index });
+    port.postMessage({ error: errorOf(e), index: msg.index });
   }
 });
+
+function errorOf(e: unknown) {
+  return e instanceof FusionError
+    ? { code: e.code, message: e.detail, file: e.file, tensor: e.tensor, key: e.key, fusion: true }
+    : { message: (e as Error)?.stack ?? String(e), fusion: false };
+}
