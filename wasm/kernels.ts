@@ -501,6 +501,25 @@ export function ta_consensus(
   return i32x4.ne(v128.and(i32x4.splat(bits), i32x4(1, 2, 4, 8)), i32x4.splat(0));
 }
 
+/** Ties still to keep for the model keepTies is working on (read and updated by it). */
+let tieLeft: i32 = 0;
+
+/**
+ * Keep-mask k of one group of four keys a, plus the first tieLeft of its keys equal to the threshold tv, in lane
+ * order; tieLeft drops by the ties kept. Four or more left: every tie in the group is kept (no per-lane loop).
+ */
+// @ts-ignore: decorator
+@inline function keepTies(k: v128, a: v128, tv: v128): v128 {
+  const q = i32x4.eq(a, tv);
+  if (tieLeft >= 4) {
+    tieLeft -= popcnt<i32>(i32x4.bitmask(q));
+    return v128.or(k, q);
+  }
+  const e = firstBits(i32x4.bitmask(q), tieLeft);
+  tieLeft -= popcnt<i32>(e);
+  return v128.or(k, laneMask(e));
+}
+
 /**
  * ta_consensus3 where model m keeps entries whose key bits(|x - b|) exceeds thr_m, and the first left_m entries
  * equal to it in index order (what delta_topk_mask writes as a mask). `sel`: thr_0..2 (u32; -1 keeps all), then
@@ -529,6 +548,78 @@ export function ta_consensus(
   const abs = i32x4.splat(ABS);
   const finite = Mathf.abs(w0) < Infinity && Mathf.abs(w1) < Infinity && Mathf.abs(w2) < Infinity;
   let i = 0;
+  if (sizeof<T>() == 2 && sizeof<O>() == 2) {
+    // bf16 in and out: eight elements a step, one load per input and one store (the two groups of four in order,
+    // so the ties are still kept in index order)
+    for (; i + 8 <= n; i += 8) {
+      const off = <usize>i << 1;
+      const braw = v128.load(b + off);
+      const bl = i32x4.shl(i32x4.extend_low_i16x8_u(braw), 16);
+      const bh = i32x4.shl(i32x4.extend_high_i16x8_u(braw), 16);
+      const r0 = v128.load(x0 + off);
+      const r1 = v128.load(x1 + off);
+      const r2 = v128.load(x2 + off);
+      const d0l = f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r0), 16), bl);
+      const d0h = f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r0), 16), bh);
+      const d1l = f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r1), 16), bl);
+      const d1h = f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r1), 16), bh);
+      const d2l = f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r2), 16), bl);
+      const d2h = f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r2), 16), bh);
+      const a0l = v128.and(d0l, abs);
+      const a0h = v128.and(d0h, abs);
+      const a1l = v128.and(d1l, abs);
+      const a1h = v128.and(d1h, abs);
+      const a2l = v128.and(d2l, abs);
+      const a2h = v128.and(d2h, abs);
+      let k0l = i32x4.gt_s(a0l, tv0);
+      let k0h = i32x4.gt_s(a0h, tv0);
+      let k1l = i32x4.gt_s(a1l, tv1);
+      let k1h = i32x4.gt_s(a1h, tv1);
+      let k2l = i32x4.gt_s(a2l, tv2);
+      let k2h = i32x4.gt_s(a2h, tv2);
+      if (l0 > 0) {
+        tieLeft = l0;
+        k0l = keepTies(k0l, a0l, tv0);
+        if (tieLeft > 0) k0h = keepTies(k0h, a0h, tv0);
+        l0 = tieLeft;
+      }
+      if (l1 > 0) {
+        tieLeft = l1;
+        k1l = keepTies(k1l, a1l, tv1);
+        if (tieLeft > 0) k1h = keepTies(k1h, a1h, tv1);
+        l1 = tieLeft;
+      }
+      if (l2 > 0) {
+        tieLeft = l2;
+        k2l = keepTies(k2l, a2l, tv2);
+        if (tieLeft > 0) k2h = keepTies(k2h, a2h, tv2);
+        l2 = tieLeft;
+      }
+      const vl = elect3(
+        bl,
+        weightedDelta(d0l, s0, w0, k0l, finite),
+        weightedDelta(d1l, s1, w1, k1l, finite),
+        weightedDelta(d2l, s2, w2, k2l, finite),
+        w0,
+        w1,
+        w2,
+        normalize,
+        lambda,
+      );
+      const vh = elect3(
+        bh,
+        weightedDelta(d0h, s0, w0, k0h, finite),
+        weightedDelta(d1h, s1, w1, k1h, finite),
+        weightedDelta(d2h, s2, w2, k2h, finite),
+        w0,
+        w1,
+        w2,
+        normalize,
+        lambda,
+      );
+      v128.store(out + off, i16x8.narrow_i32x4_u(bf16Bits(vl), bf16Bits(vh)));
+    }
+  }
   for (; i + 4 <= n; i += 4) {
     const bv = vld<T>(b, i);
     const d0 = f32x4.sub(vld<T>(x0, i), bv);
@@ -542,40 +633,19 @@ export function ta_consensus(
     let k1 = i32x4.gt_s(a1, tv1);
     let k2 = i32x4.gt_s(a2, tv2);
     if (l0 > 0) {
-      // four or more ties left: every tie in the group is kept (no per-lane loop, no data-dependent branch)
-      const q = i32x4.eq(a0, tv0);
-      if (l0 >= 4) {
-        k0 = v128.or(k0, q);
-        l0 -= popcnt<i32>(i32x4.bitmask(q));
-      } else {
-        const e = firstBits(i32x4.bitmask(q), l0);
-        l0 -= popcnt<i32>(e);
-        k0 = v128.or(k0, laneMask(e));
-      }
+      tieLeft = l0;
+      k0 = keepTies(k0, a0, tv0);
+      l0 = tieLeft;
     }
     if (l1 > 0) {
-      // four or more ties left: every tie in the group is kept (no per-lane loop, no data-dependent branch)
-      const q = i32x4.eq(a1, tv1);
-      if (l1 >= 4) {
-        k1 = v128.or(k1, q);
-        l1 -= popcnt<i32>(i32x4.bitmask(q));
-      } else {
-        const e = firstBits(i32x4.bitmask(q), l1);
-        l1 -= popcnt<i32>(e);
-        k1 = v128.or(k1, laneMask(e));
-      }
+      tieLeft = l1;
+      k1 = keepTies(k1, a1, tv1);
+      l1 = tieLeft;
     }
     if (l2 > 0) {
-      // four or more ties left: every tie in the group is kept (no per-lane loop, no data-dependent branch)
-      const q = i32x4.eq(a2, tv2);
-      if (l2 >= 4) {
-        k2 = v128.or(k2, q);
-        l2 -= popcnt<i32>(i32x4.bitmask(q));
-      } else {
-        const e = firstBits(i32x4.bitmask(q), l2);
-        l2 -= popcnt<i32>(e);
-        k2 = v128.or(k2, laneMask(e));
-      }
+      tieLeft = l2;
+      k2 = keepTies(k2, a2, tv2);
+      l2 = tieLeft;
     }
     const v0 = weightedDelta(d0, s0, w0, k0, finite);
     const v1 = weightedDelta(d1, s1, w1, k1, finite);

@@ -290,6 +290,92 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     }
   });
 
+  it("the bf16-out top-k combine (eight a step) equals the float32 kernel, encoded, with ties kept in index order", () => {
+    // |delta| takes three values (a third of the keys tie at each threshold): the ties still to keep cross every
+    // count below eight inside the eight-element steps, at lengths that leave four-element and scalar tails, and
+    // with specials (NaN, infinities, -0) mixed in; normalize and lambda on and off, one weight negative
+    const toBf16 = (x: Float32Array) => encodeFromF32(x, "BF16", new Uint16Array(x.length));
+    const nan = (b: number) => (b & 0x7fff) > 0x7f80;
+    for (const n of [8, 13, 4096 + 7, 2053]) {
+      const r = rng(n);
+      // base in [0.5, 1) and deltas of 1-3 of its ulps (2^-8): exact, so a third of the keys tie at each value;
+      // 2% specials
+      const special = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 0];
+      const base = new Float32Array(n).map(() => 0.5 + Math.floor(r() * 120) / 256);
+      const models = [0, 1, 2].map(() =>
+        base.map((b) =>
+          r() < 0.02
+            ? special[Math.floor(r() * special.length)]!
+            : b + ((1 + Math.floor(r() * 3)) / 256) * (r() < 0.5 ? -1 : 1),
+        ),
+      );
+      const bits = [base, ...models].map(toBf16);
+      const vals = bits.map((v) => decodeToF32("BF16", v, new Float32Array(n)));
+      // models 0 and 1 take their most common key as the threshold (many ties), model 2 keeps everything
+      const common = [0, 1].map((m) => {
+        const counts = new Map<number, number>();
+        for (let i = 0; i < n; i++) {
+          F32[0] = vals[m + 1]![i]! - vals[0]![i]!;
+          const k = U32[0]! & 0x7fffffff;
+          counts.set(k, (counts.get(k) ?? 0) + 1);
+        }
+        const [k, c] = [...counts].sort((x, y) => y[1] - x[1])[0]!;
+        if (n > 100) assert.ok(c > n / 8, `n=${n}: model ${m} has ${c} ties at its threshold`);
+        return k;
+      });
+      for (const [normalize, lambda, lefts] of [
+        [1, 1, [0, 1, 3]],
+        [0, 1.5, [5, 7, 1000000]],
+        [1, 0.7, [2, 9, 4]],
+      ] as const) {
+        const mark = a.mark();
+        const bp = bits.map((v) => {
+          const p = a.alloc(n * 2);
+          a.u16(p, n).set(v);
+          return p;
+        });
+        const fp = vals.map((v) => inArena(a, [v])[0]!.byteOffset);
+        const outF = a.alloc(n * 4);
+        const outB = a.alloc(n * 2);
+        const run = (xs: number[], b: number, bf16: boolean, out: number) => {
+          const table = a.scratch;
+          const u = a.u32(table, 12);
+          const f = a.f32(table, 12);
+          const sel = a.i32(table + 64, 6);
+          for (let i = 0; i < 3; i++) {
+            u[4 * i] = xs[i]!;
+            u[4 * i + 1] = 0;
+            f[4 * i + 2] = 1;
+            f[4 * i + 3] = [0.5, -0.3, 0.9][i]!;
+            sel[i] = [common[0]!, common[1]!, -1][i]!;
+            sel[3 + i] = lefts[i]!;
+          }
+          (bf16 ? a.k.ta_consensus3_topk_bf16_out : a.k.ta_consensus3_topk)(
+            b,
+            table,
+            table + 64,
+            normalize,
+            lambda,
+            out,
+            n,
+          );
+          return [...a.i32(table + 76, 3)];
+        };
+        const leftF = run(fp.slice(1), fp[0]!, false, outF);
+        const leftB = run(bp.slice(1), bp[0]!, true, outB);
+        const what = `n=${n} normalize=${normalize} lambda=${lambda} lefts=${lefts}`;
+        assert.deepEqual(leftB, leftF, `${what}: ties left`);
+        const want = encodeFromF32(a.f32(outF, n), "BF16", new Uint16Array(n));
+        const got = a.u16(outB, n);
+        for (let i = 0; i < n; i++) {
+          if (got[i] !== want[i] && !(nan(got[i]!) && nan(want[i]!)))
+            assert.fail(`${what}: element ${i} ${got[i]} vs ${want[i]}`);
+        }
+        a.release(mark);
+      }
+    }
+  });
+
   it("streaming task arithmetic on the kernels equals the whole-tensor merge", () => {
     const n = 10007;
     const runs: [string, ParamValues, ParamValues[]][] = [
