@@ -139,8 +139,7 @@ export class TensorRunner {
   constructor(private readonly spec: ExecSpec) {
     this.method = getMethod(spec.method);
     this.chunk = spec.chunkElements ?? CHUNK;
-    // Slots for float32 blocks; a float64 output (rare) writes its blocks here.
-    this.blocks = new BlockWriter(this.chunk * IO_BLOCK_CHUNKS * 4, spec.directIo !== false && directIoWanted());
+    this.blocks = new BlockWriter(spec.directIo !== false && directIoWanted());
     this.asyncWriteBytes = bytesFromEnv("FUSIONKIT_ASYNC_WRITE_BYTES", ASYNC_WRITE_BYTES);
   }
 
@@ -401,8 +400,7 @@ export class TensorRunner {
     const size = dtypeSize(job.tensor.outDtype);
     const bytes = a.u8(b.outRaw, len * size);
     const position = job.out.offset + start * size;
-    if (bytes.length >= this.asyncWriteBytes && this.blocks.fits(bytes.length))
-      this.blocks.write(job.out.file, bytes, position);
+    if (bytes.length >= this.asyncWriteBytes) this.blocks.write(job.out.file, bytes, position);
     else this.output(job.out.file).write(bytes, position);
   }
 

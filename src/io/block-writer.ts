@@ -26,7 +26,12 @@ export interface FileMessage {
   readonly file: string;
 }
 
-const SLOTS = 8;
+/**
+ * Slots of SLOT_BYTES: 16 MiB in all, enough to take most of a large tensor's output pass while the device is slow
+ * (a merge produces its output in bursts: none during a statistics pass, then a block every ~1 ms).
+ */
+const SLOTS = 32;
+const SLOT_BYTES = 512 << 10;
 export const SLOT_FIELDS = 4;
 export const FREE = 0;
 const BUSY = 1;
@@ -58,22 +63,26 @@ export class BlockWriter {
   private readonly slotBytes: number;
   private queued = 0;
 
-  /** Blocks up to `maxBlockBytes`; `directIo` lets the writer thread use O_DIRECT. */
+  /** `directIo` lets the writer thread use O_DIRECT; `slotBytes` (tests) is the most one slot takes. */
   constructor(
-    maxBlockBytes: number,
     private readonly directIo: boolean,
+    slotBytes = SLOT_BYTES,
   ) {
-    this.slotBytes = Math.ceil((maxBlockBytes + DIRECT_ALIGN) / DIRECT_ALIGN) * DIRECT_ALIGN;
+    // A piece's page offset is kept in its slot (one page spare), so aligned file offsets get aligned memory.
+    this.slotBytes = Math.ceil(slotBytes / DIRECT_ALIGN) * DIRECT_ALIGN + DIRECT_ALIGN;
   }
 
-  /** Whether a block of this many bytes fits a slot. */
-  fits(bytes: number): boolean {
-    return bytes + DIRECT_ALIGN <= this.slotBytes;
-  }
-
-  /** Queue `data` (copied now) to be written to `file` at `position`; waits only while every slot is in flight. */
+  /**
+   * Queue `data` (copied now) to be written to `file` at `position`, in pieces of at most a slot; waits only while
+   * every slot is in flight.
+   */
   write(file: string, data: Uint8Array, position: number): void {
-    if (!this.fits(data.length)) throw new RangeError(`block of ${data.length} bytes exceeds the writer's slots`);
+    const piece = this.slotBytes - DIRECT_ALIGN;
+    for (let at = 0; at < data.length; at += piece)
+      this.writePiece(file, data.subarray(at, Math.min(data.length, at + piece)), position + at);
+  }
+
+  private writePiece(file: string, data: Uint8Array, position: number): void {
     const { memory, port } = this.start();
     let id = this.fileIds.get(file);
     if (id === undefined) {
