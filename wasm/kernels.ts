@@ -366,6 +366,13 @@ export function ta_consensus(
   return i32x4.neg(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(keep + <usize>i))));
 }
 
+/** The keep-mask bytes of eight elements (0 = all kept) as eight i16 lanes of all ones (kept) or zeros. */
+// @ts-ignore: decorator
+@inline function keepHalves(keep: usize, i: i32): v128 {
+  if (keep == 0) return i32x4.splat(-1);
+  return i16x8.neg(i16x8.extend_low_i8x16_u(v128.load64_zero(keep + <usize>i)));
+}
+
 /**
  * v = kept ? fround(t * w) : 0 * w. With a finite weight the dropped value is +-0, and +0 (a plain AND) gives
  * the same votes and sums: zeros never take part, and a vote that starts at +0 is never -0.
@@ -464,6 +471,44 @@ export function ta_consensus(
   const w2 = load<f32>(models, 44);
   const finite = Mathf.abs(w0) < Infinity && Mathf.abs(w1) < Infinity && Mathf.abs(w2) < Infinity;
   let i = 0;
+  if (sizeof<T>() == 2 && sizeof<O>() == 2) {
+    // bf16 in and out: eight elements a step, one load per input and mask, one store
+    for (; i + 8 <= n; i += 8) {
+      const off = <usize>i << 1;
+      const braw = v128.load(b + off);
+      const bl = i32x4.shl(i32x4.extend_low_i16x8_u(braw), 16);
+      const bh = i32x4.shl(i32x4.extend_high_i16x8_u(braw), 16);
+      const r0 = v128.load(x0 + off);
+      const r1 = v128.load(x1 + off);
+      const r2 = v128.load(x2 + off);
+      const m0 = keepHalves(q0, i);
+      const m1 = keepHalves(q1, i);
+      const m2 = keepHalves(q2, i);
+      const vl = elect3(
+        bl,
+        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r0), 16), bl), s0, w0, i32x4.extend_low_i16x8_s(m0), finite),
+        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r1), 16), bl), s1, w1, i32x4.extend_low_i16x8_s(m1), finite),
+        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r2), 16), bl), s2, w2, i32x4.extend_low_i16x8_s(m2), finite),
+        w0,
+        w1,
+        w2,
+        normalize,
+        lambda,
+      );
+      const vh = elect3(
+        bh,
+        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r0), 16), bh), s0, w0, i32x4.extend_high_i16x8_s(m0), finite),
+        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r1), 16), bh), s1, w1, i32x4.extend_high_i16x8_s(m1), finite),
+        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r2), 16), bh), s2, w2, i32x4.extend_high_i16x8_s(m2), finite),
+        w0,
+        w1,
+        w2,
+        normalize,
+        lambda,
+      );
+      v128.store(out + off, i16x8.narrow_i32x4_u(bf16Bits(vl), bf16Bits(vh)));
+    }
+  }
   for (; i + 4 <= n; i += 4) {
     const bv = vld<T>(b, i);
     const v0 = weighted<T>(x0, i, bv, s0, w0, keepLanes(q0, i), finite);
