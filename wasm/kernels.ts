@@ -44,8 +44,8 @@ export function decode_bf16(src: usize, dst: usize, n: i32): void {
   let i = 0;
   for (; i + 8 <= n; i += 8) {
     const v = v128.load(src + (<usize>i << 1));
-    v128.store(dst + (<usize>i << 2), i32x4.shl(i32x4.extend_low_i16x8_u(v), 16));
-    v128.store(dst + (<usize>i << 2), i32x4.shl(i32x4.extend_high_i16x8_u(v), 16), 16);
+    v128.store(dst + (<usize>i << 2), widenLo(v));
+    v128.store(dst + (<usize>i << 2), widenHi(v), 16);
   }
   for (; i < n; i++) store<u32>(dst + (<usize>i << 2), (<u32>load<u16>(src + (<usize>i << 1))) << 16);
 }
@@ -79,6 +79,23 @@ export function encode_bf16(src: usize, dst: usize, n: i32): void {
     v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(a, b));
   }
   for (; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>bf16BitsScalar(load<u32>(src + (<usize>i << 2))));
+}
+
+/** The low / high four of eight raw bf16 values (one 16-byte load) as float32 lanes. */
+// @ts-ignore: decorator
+@inline function widenLo(raw: v128): v128 {
+  return i32x4.shl(i32x4.extend_low_i16x8_u(raw), 16);
+}
+
+// @ts-ignore: decorator
+@inline function widenHi(raw: v128): v128 {
+  return i32x4.shl(i32x4.extend_high_i16x8_u(raw), 16);
+}
+
+/** Eight float32 results (two vectors, in order) stored as bf16 bits, rounded as encode_bf16. */
+// @ts-ignore: decorator
+@inline function storeBf16x8(p: usize, lo: v128, hi: v128): void {
+  v128.store(p, i16x8.narrow_i32x4_u(bf16Bits(lo), bf16Bits(hi)));
 }
 
 // ---- result stores: float32, or bf16 bits rounded to nearest even (the _out kernels write bf16 checkpoints) ----
@@ -476,8 +493,8 @@ export function ta_consensus(
     for (; i + 8 <= n; i += 8) {
       const off = <usize>i << 1;
       const braw = v128.load(b + off);
-      const bl = i32x4.shl(i32x4.extend_low_i16x8_u(braw), 16);
-      const bh = i32x4.shl(i32x4.extend_high_i16x8_u(braw), 16);
+      const bl = widenLo(braw);
+      const bh = widenHi(braw);
       const r0 = v128.load(x0 + off);
       const r1 = v128.load(x1 + off);
       const r2 = v128.load(x2 + off);
@@ -486,9 +503,9 @@ export function ta_consensus(
       const m2 = keepHalves(q2, i);
       const vl = elect3(
         bl,
-        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r0), 16), bl), s0, w0, i32x4.extend_low_i16x8_s(m0), finite),
-        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r1), 16), bl), s1, w1, i32x4.extend_low_i16x8_s(m1), finite),
-        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r2), 16), bl), s2, w2, i32x4.extend_low_i16x8_s(m2), finite),
+        weightedDelta(f32x4.sub(widenLo(r0), bl), s0, w0, i32x4.extend_low_i16x8_s(m0), finite),
+        weightedDelta(f32x4.sub(widenLo(r1), bl), s1, w1, i32x4.extend_low_i16x8_s(m1), finite),
+        weightedDelta(f32x4.sub(widenLo(r2), bl), s2, w2, i32x4.extend_low_i16x8_s(m2), finite),
         w0,
         w1,
         w2,
@@ -497,16 +514,16 @@ export function ta_consensus(
       );
       const vh = elect3(
         bh,
-        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r0), 16), bh), s0, w0, i32x4.extend_high_i16x8_s(m0), finite),
-        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r1), 16), bh), s1, w1, i32x4.extend_high_i16x8_s(m1), finite),
-        weightedDelta(f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r2), 16), bh), s2, w2, i32x4.extend_high_i16x8_s(m2), finite),
+        weightedDelta(f32x4.sub(widenHi(r0), bh), s0, w0, i32x4.extend_high_i16x8_s(m0), finite),
+        weightedDelta(f32x4.sub(widenHi(r1), bh), s1, w1, i32x4.extend_high_i16x8_s(m1), finite),
+        weightedDelta(f32x4.sub(widenHi(r2), bh), s2, w2, i32x4.extend_high_i16x8_s(m2), finite),
         w0,
         w1,
         w2,
         normalize,
         lambda,
       );
-      v128.store(out + off, i16x8.narrow_i32x4_u(bf16Bits(vl), bf16Bits(vh)));
+      storeBf16x8(out + off, vl, vh);
     }
   }
   for (; i + 4 <= n; i += 4) {
@@ -599,17 +616,17 @@ let tieLeft: i32 = 0;
     for (; i + 8 <= n; i += 8) {
       const off = <usize>i << 1;
       const braw = v128.load(b + off);
-      const bl = i32x4.shl(i32x4.extend_low_i16x8_u(braw), 16);
-      const bh = i32x4.shl(i32x4.extend_high_i16x8_u(braw), 16);
+      const bl = widenLo(braw);
+      const bh = widenHi(braw);
       const r0 = v128.load(x0 + off);
       const r1 = v128.load(x1 + off);
       const r2 = v128.load(x2 + off);
-      const d0l = f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r0), 16), bl);
-      const d0h = f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r0), 16), bh);
-      const d1l = f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r1), 16), bl);
-      const d1h = f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r1), 16), bh);
-      const d2l = f32x4.sub(i32x4.shl(i32x4.extend_low_i16x8_u(r2), 16), bl);
-      const d2h = f32x4.sub(i32x4.shl(i32x4.extend_high_i16x8_u(r2), 16), bh);
+      const d0l = f32x4.sub(widenLo(r0), bl);
+      const d0h = f32x4.sub(widenHi(r0), bh);
+      const d1l = f32x4.sub(widenLo(r1), bl);
+      const d1h = f32x4.sub(widenHi(r1), bh);
+      const d2l = f32x4.sub(widenLo(r2), bl);
+      const d2h = f32x4.sub(widenHi(r2), bh);
       const a0l = v128.and(d0l, abs);
       const a0h = v128.and(d0h, abs);
       const a1l = v128.and(d1l, abs);
@@ -662,7 +679,7 @@ let tieLeft: i32 = 0;
         normalize,
         lambda,
       );
-      v128.store(out + off, i16x8.narrow_i32x4_u(bf16Bits(vl), bf16Bits(vh)));
+      storeBf16x8(out + off, vl, vh);
     }
   }
   for (; i + 4 <= n; i += 4) {
