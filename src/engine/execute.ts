@@ -125,7 +125,11 @@ export async function executePlan(
           fail(
             e.fusion
               ? new FusionError(e.code!, e.message, { file: e.file, tensor: e.tensor, key: e.key })
-              : new Error(`merge worker failed on ${plan.tensors[m.index]?.name}: ${e.message}`),
+              : new Error(
+                  m.index < 0
+                    ? `merge worker failed finishing its writes: ${e.message}`
+                    : `merge worker failed on ${plan.tensors[m.index]?.name}: ${e.message}`,
+                ),
           );
           return;
         }
