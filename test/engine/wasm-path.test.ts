@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { merge } from "../../src/engine/merge.js";
@@ -107,5 +108,43 @@ describe("merge: WebAssembly path equals the pure-JS path", {
         }
       });
     }
+  });
+});
+
+describe("merge: a write that fails in a writer thread", {
+  skip: wasmArena() === null ? "no WebAssembly SIMD" : false,
+}, () => {
+  it("fails the merge with an IO_ERROR naming the shard and leaves no output behind", () => {
+    // A file-size limit (ulimit -f, 8 KiB) makes the shard's data writes fail with EFBIG; every output block goes
+    // through the writer threads (FUSIONKIT_ASYNC_WRITE_BYTES=0, 10-element chunks), so the error must come back
+    // from there, through the worker, to the caller.
+    const dir = join(root, "efbig");
+    writeModelSet(dir, { dtype: "BF16" });
+    const cfg = join(dir, "ties.yml");
+    writeFileSync(cfg, configs(dir, "dtype: bfloat16\n").find(([name]) => name === "ties")![1]);
+    const out = join(dir, "out");
+    const mergeUrl = new URL("../../src/engine/merge.ts", import.meta.url).href;
+    const script = join(dir, "run.mjs");
+    writeFileSync(
+      script,
+      `const { merge } = await import(${JSON.stringify(mergeUrl)});\n` +
+        `try { await merge(${JSON.stringify(cfg)}, ${JSON.stringify(out)}, { jobs: 2, chunkElements: 10 }); ` +
+        `console.log("merged"); } catch (e) { console.log(e.code + ": " + e.message); process.exit(3); }\n`,
+    );
+    const r = spawnSync(
+      "bash",
+      ["-c", 'ulimit -f 8; exec "$0" --import "$1" "$2"', process.execPath, import.meta.resolve("tsx"), script],
+      {
+        encoding: "utf8",
+        env: { ...process.env, FUSIONKIT_ASYNC_WRITE_BYTES: "0" },
+      },
+    );
+    assert.equal(r.status, 3, `expected a failed merge: ${r.stdout} ${r.stderr}`);
+    assert.match(r.stdout, /^IO_ERROR: .*model\.safetensors.*: write failed: EFBIG/m);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.startsWith("out") || f.includes("fusionkit-tmp")),
+      [],
+      "no output and no temporary directory left",
+    );
   });
 });
