@@ -614,14 +614,18 @@ export class TensorRunner {
 
   /** Flush, then release everything (closing twice is harmless). */
   close(): void {
-    this.blocks.close();
-    for (const d of this.dirs.values()) d.close();
-    for (const f of this.outFiles.values()) f.close();
-    for (const fd of this.inFds.values()) closeFd(fd);
-    this.inFds.clear();
-    this.dirs.clear();
-    this.outFiles.clear();
-    // The arena's memory (chunk buffers, streaming cache) cannot shrink: drop it so a long-lived caller gets it back.
-    releaseWasmArena();
+    try {
+      this.blocks.close(); // throws a failed write's error, after the rest is closed
+    } finally {
+      for (const d of this.dirs.values()) d.close();
+      for (const f of this.outFiles.values()) f.close();
+      for (const fd of this.inFds.values()) closeFd(fd);
+      this.inFds.clear();
+      this.dirs.clear();
+      this.outFiles.clear();
+      // The arena's memory (chunk buffers, streaming cache) cannot shrink: drop it so a long-lived caller gets it
+      // back.
+      releaseWasmArena();
+    }
   }
 }

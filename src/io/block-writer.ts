@@ -40,6 +40,11 @@ export const FAILED = 2;
 export const HEAD = SLOTS;
 /** Index in `control` of the flag the writer sets when it has stopped (files closed). */
 export const CLOSED = SLOTS + 1;
+/** Index in `control` of the number of requests the writer has finished (its sign of life). */
+export const DONE = SLOTS + 2;
+const CONTROL_WORDS = SLOTS + 3;
+/** A writer that finishes nothing for this long while blocks wait is taken for dead (an IO_ERROR, not a hang). */
+const STALL_MS = 60_000;
 /** How long `close` waits for the writer thread to stop. */
 const CLOSE_WAIT_MS = 10_000;
 /** The file id of the request that stops the writer. */
@@ -57,19 +62,28 @@ export class BlockWriter {
   private port: MessagePort | undefined;
   private memory: { buffer: ArrayBufferLike } | undefined;
   // A fresh set per writer thread (a closed thread may still read the last one).
-  private control = new Int32Array(new SharedArrayBuffer(4 * (SLOTS + 2)));
+  private control = new Int32Array(new SharedArrayBuffer(4 * CONTROL_WORDS));
   private meta = new Float64Array(new SharedArrayBuffer(8 * SLOT_FIELDS * SLOTS));
   private readonly fileIds = new Map<string, number>();
   private readonly slotBytes: number;
+  private readonly stallMs: number;
+  private readonly threadModule: string;
   private queued = 0;
+  /** Why the writer thread is gone (it failed to start or crashed), or that it stopped making progress. */
+  private dead: FusionError | undefined;
 
-  /** `directIo` lets the writer thread use O_DIRECT; `slotBytes` (tests) is the most one slot takes. */
+  /**
+   * `directIo` lets the writer thread use O_DIRECT. Options for tests: the most one slot takes, how long a writer may
+   * make no progress before it is taken for dead, and the thread's module (next to this one).
+   */
   constructor(
     private readonly directIo: boolean,
-    slotBytes = SLOT_BYTES,
+    options: { slotBytes?: number; stallMs?: number; threadModule?: string } = {},
   ) {
     // A piece's page offset is kept in its slot (one page spare), so aligned file offsets get aligned memory.
-    this.slotBytes = Math.ceil(slotBytes / DIRECT_ALIGN) * DIRECT_ALIGN + DIRECT_ALIGN;
+    this.slotBytes = Math.ceil((options.slotBytes ?? SLOT_BYTES) / DIRECT_ALIGN) * DIRECT_ALIGN + DIRECT_ALIGN;
+    this.stallMs = options.stallMs ?? STALL_MS;
+    this.threadModule = options.threadModule ?? "write-thread";
   }
 
   /**
@@ -101,6 +115,7 @@ export class BlockWriter {
   /** Wait until every queued block is written; throws the writer's error if one failed. */
   drain(): void {
     if (this.thread === undefined) return;
+    if (this.dead !== undefined) throw this.dead;
     for (let slot = 0; slot < SLOTS; slot++) this.wait(slot);
   }
 
@@ -109,7 +124,8 @@ export class BlockWriter {
     try {
       this.drain();
     } finally {
-      if (this.thread !== undefined) {
+      if (this.thread !== undefined && this.dead !== undefined) void this.thread.terminate();
+      else if (this.thread !== undefined) {
         const slot = this.queued % SLOTS;
         this.post(slot, 0, 0, 0, CLOSE);
         // Wait for it to stop on its own (its files closed) rather than leave it to be terminated at exit.
@@ -120,6 +136,7 @@ export class BlockWriter {
       this.thread = undefined;
       this.port = undefined;
       this.memory = undefined;
+      this.dead = undefined;
     }
   }
 
@@ -136,7 +153,7 @@ export class BlockWriter {
     const pages = Math.ceil((SLOTS * this.slotBytes) / 65536);
     const memory = new SharedMemory({ initial: pages, maximum: pages, shared: true });
     const { port1, port2 } = new MessageChannel();
-    this.control = new Int32Array(new SharedArrayBuffer(4 * (SLOTS + 2)));
+    this.control = new Int32Array(new SharedArrayBuffer(4 * CONTROL_WORDS));
     this.meta = new Float64Array(new SharedArrayBuffer(8 * SLOT_FIELDS * SLOTS));
     this.queued = 0;
     this.fileIds.clear();
@@ -148,15 +165,35 @@ export class BlockWriter {
       port: port2,
       directIo: this.directIo,
     };
-    this.thread = startThread(import.meta.url, "write-thread", init, [port2]);
+    this.thread = startThread(import.meta.url, this.threadModule, init, [port2]);
     this.thread.unref();
+    // Delivered when this thread is back in its event loop (between tensors); the next wait reports it.
+    this.thread.on("error", (e: Error) => {
+      this.dead ??= new FusionError("IO_ERROR", `the output writer thread failed: ${e.message}`, { cause: e });
+    });
     this.memory = memory;
     this.port = port1;
     return { memory, port: port1 };
   }
 
   private wait(slot: number): void {
-    while (Atomics.load(this.control, slot) === BUSY) Atomics.wait(this.control, slot, BUSY);
+    if (this.dead !== undefined) throw this.dead;
+    let done = Atomics.load(this.control, DONE);
+    let since = Date.now();
+    while (Atomics.load(this.control, slot) === BUSY) {
+      Atomics.wait(this.control, slot, BUSY, Math.min(1000, this.stallMs));
+      const now = Atomics.load(this.control, DONE);
+      if (now !== done) {
+        done = now;
+        since = Date.now();
+      } else if (Atomics.load(this.control, slot) === BUSY && Date.now() - since >= this.stallMs) {
+        this.dead = new FusionError(
+          "IO_ERROR",
+          `the output writer thread has finished no write for ${(this.stallMs / 1000).toFixed(1)} s`,
+        );
+        throw this.dead;
+      }
+    }
     if (Atomics.load(this.control, slot) !== FAILED) return;
     Atomics.store(this.control, slot, FREE);
     let m = receiveMessageOnPort(this.port!);

@@ -1,7 +1,17 @@
 // Writer-thread entry (see block-writer.ts): takes the blocks its owner thread queues in shared slots, in order,
 // writes each in place and marks its slot free (or failed, after posting the error).
 import { receiveMessageOnPort, workerData } from "node:worker_threads";
-import { CLOSE, CLOSED, FAILED, type FileMessage, FREE, HEAD, SLOT_FIELDS, type WriterInit } from "./block-writer.js";
+import {
+  CLOSE,
+  CLOSED,
+  DONE,
+  FAILED,
+  type FileMessage,
+  FREE,
+  HEAD,
+  SLOT_FIELDS,
+  type WriterInit,
+} from "./block-writer.js";
 import { OutputFile } from "./direct-write.js";
 
 const { memory, control, meta, port, directIo, slots } = workerData as WriterInit;
@@ -40,6 +50,7 @@ for (let tail = 0; ; tail++) {
     port.postMessage({ slot, error: { message: x.detail ?? x.message ?? String(e), code: x.code, file: x.file } });
     Atomics.store(control, slot, FAILED);
   }
+  Atomics.add(control, DONE, 1);
   Atomics.notify(control, slot);
 }
 for (const f of files.values()) f.close();

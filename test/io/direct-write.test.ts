@@ -82,7 +82,7 @@ describe("BlockWriter: blocks written by the writer thread", () => {
       writeFileSync(f, new Uint8Array(n));
       return f;
     });
-    const w = new BlockWriter(true, 2 * DIRECT_ALIGN);
+    const w = new BlockWriter(true, { slotBytes: 2 * DIRECT_ALIGN });
     const todo = data.flatMap((d, i) => pieces(d.length, r).map(([at, len]) => ({ i, at, len })));
     // pieces up to five pages, slots of two: most split over several slots, many times the 32 slots in all
     for (const { i, at, len } of todo) w.write(files[i]!, data[i]!.subarray(at, at + len), at);
@@ -100,7 +100,7 @@ describe("BlockWriter: blocks written by the writer thread", () => {
   });
 
   it("a failed write surfaces as an IO_ERROR naming the file; the writer goes on", () => {
-    const w = new BlockWriter(true, DIRECT_ALIGN);
+    const w = new BlockWriter(true, { slotBytes: DIRECT_ALIGN });
     const missing = join(root, "no-such-dir", "model.safetensors");
     w.write(missing, new Uint8Array(100), 0);
     assert.throws(
@@ -114,5 +114,21 @@ describe("BlockWriter: blocks written by the writer thread", () => {
     w.drain();
     w.close();
     assert.deepEqual([...readFileSync(ok)], [0, 0, 1, 2, 3, 0, 0, 0]);
+  });
+
+  it("a writer thread that never starts is an IO_ERROR after the stall time, not a hang", () => {
+    const w = new BlockWriter(true, { slotBytes: DIRECT_ALIGN, stallMs: 300, threadModule: "no-such-writer" });
+    const file = join(root, "never");
+    writeFileSync(file, new Uint8Array(8));
+    const t0 = Date.now();
+    w.write(file, new Uint8Array(10), 0);
+    assert.throws(
+      () => w.drain(),
+      (e: unknown) => e instanceof FusionError && e.code === "IO_ERROR" && /finished no write/.test(e.detail),
+    );
+    assert.ok(Date.now() - t0 < 5000, "reported within seconds");
+    assert.throws(() => w.drain(), FusionError, "and again, at once");
+    assert.throws(() => w.close(), FusionError, "close reports it too (and stops the thread)");
+    w.close(); // then nothing is left to report
   });
 });
