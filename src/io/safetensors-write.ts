@@ -12,7 +12,7 @@ export interface TensorSpec {
 }
 
 export interface EncodedHeader {
-  /** The 8-byte length prefix plus the JSON header, space-padded so the data section starts 8-byte aligned. */
+  /** The 8-byte length prefix plus the JSON header, space-padded so the data section starts aligned (encodeHeader). */
   readonly bytes: Uint8Array;
   readonly offsets: ReadonlyMap<string, readonly [number, number]>;
   readonly dataLength: number;
@@ -22,11 +22,16 @@ export function tensorBytes(spec: TensorSpec): number {
   return numel(spec.shape) * dtypeSize(spec.dtype);
 }
 
-/** Lay tensors out in the given order and encode the header. Deterministic: same specs, same bytes. */
+/**
+ * Lay tensors out in the given order and encode the header. Deterministic: same specs, same bytes. The header is
+ * padded with spaces (as the format allows) so the data section starts at a multiple of `align` bytes (8, as
+ * Hugging Face's writer does, or more).
+ */
 export function encodeHeader(
   specs: readonly TensorSpec[],
   metadata: Readonly<Record<string, string>> | undefined,
   file: string,
+  align = 8,
 ): EncodedHeader {
   const header: Record<string, unknown> = {};
   if (metadata !== undefined) {
@@ -56,7 +61,7 @@ export function encodeHeader(
     cursor = end;
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = Math.ceil(json.length / 8) * 8;
+  const padded = Math.ceil((8 + json.length) / align) * align - 8;
   const bytes = new Uint8Array(8 + padded).fill(0x20, 8);
   new DataView(bytes.buffer).setBigUint64(0, BigInt(padded), true);
   bytes.set(json, 8);
@@ -85,12 +90,14 @@ export class SafetensorsWriter {
     this.dataStart = header.bytes.length;
   }
 
+  /** `align`: the data section's alignment (encodeHeader). */
   static create(
     path: string,
     specs: readonly TensorSpec[],
     metadata?: Readonly<Record<string, string>>,
+    align = 8,
   ): SafetensorsWriter {
-    const header = encodeHeader(specs, metadata, path);
+    const header = encodeHeader(specs, metadata, path, align);
     const tmp = tempPathFor(path);
     const fd = openWriteFd(tmp);
     try {

@@ -3,9 +3,12 @@ import { join } from "node:path";
 import { FusionError } from "../errors.js";
 import type { TypedArray } from "../tensor/dtype.js";
 import { writeFileAtomic } from "./atomic.js";
+import { DIRECT_ALIGN } from "./direct-write.js";
 import { SafetensorsWriter, type TensorSpec, tensorBytes } from "./safetensors-write.js";
 
 export const SINGLE_FILE = "model.safetensors";
+/** Alignment of each shard's data section: the page (see direct-write.ts). */
+const DATA_ALIGN = DIRECT_ALIGN;
 export const INDEX_FILE = "model.safetensors.index.json";
 /** Hugging Face checks this metadata when loading safetensors checkpoints. */
 export const HF_METADATA: Readonly<Record<string, string>> = { format: "pt" };
@@ -85,7 +88,9 @@ export class ShardedWriter {
     const w = new ShardedWriter(dir, plan);
     try {
       for (const sh of plan.shards) {
-        const sw = SafetensorsWriter.create(join(dir, sh.file), sh.specs, options.metadata ?? HF_METADATA);
+        // Data at a page boundary: with tensor sizes that are multiples of 4 KiB (most checkpoints'), every output
+        // block can then be written direct, with no page-cache edges.
+        const sw = SafetensorsWriter.create(join(dir, sh.file), sh.specs, options.metadata ?? HF_METADATA, DATA_ALIGN);
         w.writers.set(sh.file, sw);
         for (const s of sh.specs) w.owner.set(s.name, sw);
       }

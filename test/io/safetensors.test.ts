@@ -154,7 +154,7 @@ describe("sharded checkpoints", () => {
     assert.equal(planShards(specs, 1e9).shards[0]!.file, "model.safetensors");
   });
 
-  it("writes shards plus a Hugging Face index (sorted weight_map, total_size)", () => {
+  it("writes shards plus a Hugging Face index (sorted weight_map, total_size), data page-aligned", () => {
     const out = mkdtempSync(join(dir, "sharded-"));
     const tensors = sample().filter(([, t]) => t.data.byteLength > 0);
     const w = ShardedWriter.create(
@@ -173,6 +173,11 @@ describe("sharded checkpoints", () => {
     );
     assert.deepEqual(Object.keys(index.weight_map), Object.keys(index.weight_map).sort());
     for (const [name, t] of tensors) {
+      // each shard's data section starts on a page (4 KiB), its header padded with spaces
+      const bytes = readFileSync(join(out, index.weight_map[name]));
+      const n = Number(bytes.readBigUInt64LE(0));
+      assert.equal((8 + n) % 4096, 0, `${index.weight_map[name]}: data at ${8 + n}`);
+      assert.equal(bytes[8 + n - 1], 0x20);
       const f = SafetensorsFile.open(join(out, index.weight_map[name]));
       try {
         assert.deepEqual(f.metadata, { format: "pt" });
