@@ -1,6 +1,6 @@
 import { FusionError } from "../errors.js";
 import { BlockWriter } from "../io/block-writer.js";
-import { DIRECT_ALIGN, directIoWanted, OutputFile } from "../io/direct-write.js";
+import { directIoWanted, OutputFile } from "../io/direct-write.js";
 import { closeFd, openReadFd, readExactSync } from "../io/file-read.js";
 import { ModelDir } from "../io/model-dir.js";
 import { getMethod } from "../merge/registry.js";
@@ -135,11 +135,14 @@ export class TensorRunner {
   /** Large output blocks of the wasm path go through a writer thread (started on first use). */
   private readonly blocks: BlockWriter;
   private readonly asyncWriteBytes: number;
+  /** Output writes may go direct (ExecSpec.directIo and FUSIONKIT_DIRECT_IO). */
+  private readonly direct: boolean;
 
   constructor(private readonly spec: ExecSpec) {
     this.method = getMethod(spec.method);
     this.chunk = spec.chunkElements ?? CHUNK;
-    this.blocks = new BlockWriter(spec.directIo !== false && directIoWanted());
+    this.direct = spec.directIo !== false && directIoWanted();
+    this.blocks = new BlockWriter(this.direct);
     this.asyncWriteBytes = bytesFromEnv("FUSIONKIT_ASYNC_WRITE_BYTES", ASYNC_WRITE_BYTES);
   }
 
@@ -156,7 +159,7 @@ export class TensorRunner {
   private output(file: string): OutputFile {
     let f = this.outFiles.get(file);
     if (f === undefined) {
-      f = OutputFile.open(file, this.spec.directIo !== false && directIoWanted());
+      f = OutputFile.open(file, this.direct);
       this.outFiles.set(file, f);
     }
     return f;
@@ -325,22 +328,20 @@ export class TensorRunner {
 
   /**
    * Arena buffers for one tensor: per input a raw block buffer (I/O_BLOCK chunks) and a float32 chunk; the float32
-   * result chunk and the encoded output block, placed so that its addresses and the output file's offsets agree
-   * modulo DIRECT_ALIGN (the output's aligned middle can then be written direct).
+   * result chunk and the encoded output block.
    */
   private wasmBuffers(
     a: WasmArena,
     sources: readonly Source[],
-    job: TensorJob,
+    outDtype: DType,
     chunk: number,
     block: number,
   ): WasmBuffers {
-    const outRaw = a.alloc(block * dtypeSize(job.tensor.outDtype) + DIRECT_ALIGN);
     return {
       raw: sources.map((s) => a.alloc(block * s.size)),
       values: sources.map(() => a.alloc(chunk * 4)),
       out: a.alloc(chunk * 4),
-      outRaw: outRaw + ((((job.out.offset - outRaw) % DIRECT_ALIGN) + DIRECT_ALIGN) % DIRECT_ALIGN),
+      outRaw: a.alloc(block * dtypeSize(outDtype)),
     };
   }
 
@@ -435,7 +436,7 @@ export class TensorRunner {
     const block = this.blockOf(chunk, n);
     const mark = a.mark();
     try {
-      const b = this.wasmBuffers(a, sources, job, chunk, block);
+      const b = this.wasmBuffers(a, sources, t.outDtype, chunk, block);
       const fused = this.fusedBf16(job, sources);
       for (let bs = 0; bs < n; bs += block) {
         const blen = Math.min(block, n - bs);
@@ -498,7 +499,7 @@ export class TensorRunner {
       const k = t.inputs.length;
       const sources = this.chunkSources(all);
       const block = this.blockOf(chunk, n);
-      const b = this.wasmBuffers(a, sources, job, chunk, block);
+      const b = this.wasmBuffers(a, sources, t.outDtype, chunk, block);
       // The cache holds whole blocks: per input one contiguous region, so a block is one read straight into it.
       const perElement = sources.reduce((sum, s) => sum + s.size, 0);
       const nBlocks = Math.ceil(n / block);
