@@ -14,6 +14,11 @@ const ADDONS = [
     what: "oneDNN sgemm (faster GEMM for the nn backend)",
     hint: "apt-get install libdnnl-dev, then npm rebuild fusionkit",
   },
+  {
+    dir: "merge-kernels",
+    what: "AVX-512 merge kernels (faster TIES over bf16 checkpoints)",
+    hint: "install a C compiler (apt-get install build-essential), then npm rebuild fusionkit",
+  },
 ];
 
 const root = fileURLToPath(new URL(".", import.meta.url));

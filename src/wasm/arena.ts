@@ -7,6 +7,7 @@
 
 import { f16Table32 } from "../tensor/float16.js";
 import { KERNELS_WASM_BASE64 } from "./kernels.wasm.js";
+import { nativeKernels } from "./native.js";
 
 /** delta_band's signature (float32 and bf16 inputs alike): see wasm/kernels.ts. */
 type DeltaBand = (
@@ -243,7 +244,10 @@ const ALIGN = 64;
 
 export class WasmArena {
   readonly memory: WasmMemory;
+  /** The kernels (native stand-ins where they load; see withNative). */
   readonly k: KernelExports;
+  /** The wasm kernels alone (to compare the native ones against). */
+  readonly wasm: KernelExports;
   /** The f16 -> f32 table for decode_f16. */
   readonly f16Table: number;
   /**
@@ -256,7 +260,8 @@ export class WasmArena {
   constructor(wa: WasmApi, module: WasmModule) {
     this.memory = new wa.Memory({ initial: 8 });
     const instance = new wa.Instance(module, { env: { memory: this.memory } });
-    this.k = instance.exports as unknown as KernelExports;
+    this.wasm = instance.exports as unknown as KernelExports;
+    this.k = withNative(this.wasm, this.memory);
     this.top = SCRATCH + SCRATCH_BYTES;
     this.f16Table = this.alloc(65536 * 4);
     // Element by element, as decodeToF32's table loop reads it (which quiets the signalling NaNs).
@@ -352,6 +357,18 @@ export class WasmArena {
     }
     return SCRATCH;
   }
+}
+
+/** The kernels, with the native stand-ins (src/wasm/native.ts) in place of their wasm namesakes where they load. */
+function withNative(wasm: KernelExports, memory: WasmMemory): KernelExports {
+  const native = nativeKernels();
+  if (native === null) return wasm;
+  return {
+    ...wasm,
+    ta_consensus3_topk_bf16_out: (b, models, sel, normalize, lambda, out, n) =>
+      native.ta_consensus3_topk_bf16_out(memory.buffer, b, models, sel, normalize, lambda, out, n),
+    delta_band3_bf16: (x0, x1, x2, b, n, recs) => native.delta_band3_bf16(memory.buffer, x0, x1, x2, b, n, recs),
+  };
 }
 
 let compiled: WasmModule | null | undefined;

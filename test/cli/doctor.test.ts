@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 
 const MAIN = resolve(fileURLToPath(import.meta.url), "../../../src/cli/main.ts");
 
-it("fusionkit doctor reports Node and the nn backend actually selected", () => {
+it("fusionkit doctor reports Node, the merge kernels and the nn backend actually selected", () => {
   const r = spawnSync(process.execPath, ["--import", import.meta.resolve("tsx"), MAIN, "doctor", "--json"], {
     encoding: "utf8",
   });
@@ -14,5 +14,6 @@ it("fusionkit doctor reports Node and the nn backend actually selected", () => {
   const report = JSON.parse(r.stdout);
   assert.equal(report.node, process.version);
   assert.ok(["fusionkit", "wasm", "cpu"].includes(report.nn.backend));
+  assert.match(report.mergeKernels, /^WebAssembly SIMD; TIES over bf16: /);
   if (process.env.FUSIONKIT_BACKEND) assert.equal(report.nn.backend, process.env.FUSIONKIT_BACKEND);
 });

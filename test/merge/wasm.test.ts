@@ -7,7 +7,7 @@ import { SAMPLE_RUN, sampleStarts } from "../../src/merge/sample.js";
 import type { ParamValues, StreamingMerge } from "../../src/merge/types.js";
 import { decodeToF32, encodeFromF32 } from "../../src/tensor/convert.js";
 import { bernoulliFill } from "../../src/tensor/kernels.js";
-import { type WasmArena, wasmArena, wasmFor } from "../../src/wasm/arena.js";
+import { type KernelExports, type WasmArena, wasmArena, wasmFor } from "../../src/wasm/arena.js";
 
 // The WebAssembly SIMD kernels must reproduce the pure-JS path bit for bit, special values included. JS runs on
 // plain arrays, wasm on arrays in the arena (the kernels are chosen by where the arrays live). One exception:
@@ -22,6 +22,16 @@ function rng(seed: number) {
     s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
     return s / 2 ** 32;
   };
+}
+
+/** The wasm kernels, and the arena's own set too when native stand-ins replace some of them (src/wasm/native.ts). */
+function kernelSets(a: WasmArena): [string, KernelExports][] {
+  return a.k === a.wasm
+    ? [["wasm", a.wasm]]
+    : [
+        ["wasm", a.wasm],
+        ["native", a.k],
+      ];
 }
 
 const F32 = new Float32Array(1);
@@ -261,7 +271,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
         [0x3b800000, 0x3b810000, n],
         [0, 0x7f800000, 64],
       ] as const;
-      const run = (fused: boolean) => {
+      const run = (fused: boolean, k = a.wasm) => {
         const out = bands.map(([, , cap]) => ({ keys: a.alloc((cap + 4) * 4), counts: a.alloc(8) }));
         for (const o of out) a.u32(o.counts, 2).fill(0);
         const recs = a.alloc(96);
@@ -270,11 +280,11 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
           bands.forEach(([lo, hi, cap], i) => {
             u.set([lo, hi, out[i]!.keys, cap, out[i]!.counts], 8 * i);
           });
-          if (bf16) a.k.delta_band3_bf16(xp[0]!, xp[1]!, xp[2]!, bp, n, recs, a.packTable);
-          else a.k.delta_band3(xp[0]!, xp[1]!, xp[2]!, bp, n, recs, a.packTable);
+          if (bf16) k.delta_band3_bf16(xp[0]!, xp[1]!, xp[2]!, bp, n, recs, a.packTable);
+          else k.delta_band3(xp[0]!, xp[1]!, xp[2]!, bp, n, recs, a.packTable);
         } else {
           bands.forEach(([lo, hi, cap], i) => {
-            const f = bf16 ? a.k.delta_band_bf16 : a.k.delta_band;
+            const f = bf16 ? a.wasm.delta_band_bf16 : a.wasm.delta_band;
             f(xp[i]!, bp, n, lo, hi, out[i]!.keys, cap, out[i]!.counts, a.packTable);
           });
         }
@@ -285,7 +295,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
       };
       const want = run(false);
       if (n > 64) assert.ok(want[2]!.counts[1]! > 64, "the third band overflows its buffer");
-      assert.deepEqual(run(true), want, `n=${n} bf16=${bf16}`);
+      for (const [impl, k] of kernelSets(a)) assert.deepEqual(run(true, k), want, `${impl}: n=${n} bf16=${bf16}`);
       a.release(mark);
     }
   });
@@ -296,7 +306,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     // with specials (NaN, infinities, -0) mixed in; normalize and lambda on and off, one weight negative
     const toBf16 = (x: Float32Array) => encodeFromF32(x, "BF16", new Uint16Array(x.length));
     const nan = (b: number) => (b & 0x7fff) > 0x7f80;
-    for (const n of [8, 13, 4096 + 7, 2053]) {
+    for (const n of [8, 13, 35, 4096 + 7, 2053]) {
       const r = rng(n);
       // base in [0.5, 1) and deltas of 1-3 of its ulps (2^-8): exact, so a third of the keys tie at each value;
       // 2% specials
@@ -337,7 +347,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
         const fp = vals.map((v) => inArena(a, [v])[0]!.byteOffset);
         const outF = a.alloc(n * 4);
         const outB = a.alloc(n * 2);
-        const run = (xs: number[], b: number, bf16: boolean, out: number) => {
+        const run = (xs: number[], b: number, bf16: boolean, out: number, k = a.wasm) => {
           const table = a.scratch;
           const u = a.u32(table, 12);
           const f = a.f32(table, 12);
@@ -350,7 +360,7 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
             sel[i] = [common[0]!, common[1]!, -1][i]!;
             sel[3 + i] = lefts[i]!;
           }
-          (bf16 ? a.k.ta_consensus3_topk_bf16_out : a.k.ta_consensus3_topk)(
+          (bf16 ? k.ta_consensus3_topk_bf16_out : k.ta_consensus3_topk)(
             b,
             table,
             table + 64,
@@ -362,14 +372,16 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
           return [...a.i32(table + 76, 3)];
         };
         const leftF = run(fp.slice(1), fp[0]!, false, outF);
-        const leftB = run(bp.slice(1), bp[0]!, true, outB);
-        const what = `n=${n} normalize=${normalize} lambda=${lambda} lefts=${lefts}`;
-        assert.deepEqual(leftB, leftF, `${what}: ties left`);
         const want = encodeFromF32(a.f32(outF, n), "BF16", new Uint16Array(n));
-        const got = a.u16(outB, n);
-        for (let i = 0; i < n; i++) {
-          if (got[i] !== want[i] && !(nan(got[i]!) && nan(want[i]!)))
-            assert.fail(`${what}: element ${i} ${got[i]} vs ${want[i]}`);
+        for (const [impl, k] of kernelSets(a)) {
+          const leftB = run(bp.slice(1), bp[0]!, true, outB, k);
+          const what = `${impl}: n=${n} normalize=${normalize} lambda=${lambda} lefts=${lefts}`;
+          assert.deepEqual(leftB, leftF, `${what}: ties left`);
+          const got = a.u16(outB, n);
+          for (let i = 0; i < n; i++) {
+            if (got[i] !== want[i] && !(nan(got[i]!) && nan(want[i]!)))
+              assert.fail(`${what}: element ${i} ${got[i]} vs ${want[i]}`);
+          }
         }
         a.release(mark);
       }

@@ -1,0 +1,148 @@
+// N-API glue for the native merge kernels (ties.c). Each function takes the wasm arena's memory (an ArrayBuffer)
+// and the same byte offsets, tables and results as the wasm kernel it stands in for (wasm/kernels.ts):
+//   ta_consensus3_topk_bf16_out(memory, b, models, sel, normalize, lambda, out, n)
+//   delta_band3_bf16(memory, x0, x1, x2, b, n, recs)
+// Every region a call reads or writes (tables included) is checked against the memory's length and alignment, so a
+// wrong call throws a RangeError instead of touching memory outside the arena. `supported` says whether this CPU
+// runs them (AVX-512); the JS side uses the wasm kernels otherwise.
+#include <node_api.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ties.h"
+
+/** Set at load: the kernels' instructions are there (a call on another CPU throws rather than faulting). */
+static int cpu_ok = 0;
+
+static napi_value fail(napi_env env, const char* code, const char* msg) {
+  napi_throw_range_error(env, code, msg);
+  return NULL;
+}
+
+static int get_u32(napi_env env, napi_value v, uint32_t* out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) return 0;
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return 0;
+  if (!(d >= 0 && d <= 4294967295.0) || d != (double)(uint32_t)d) return 0;
+  *out = (uint32_t)d;
+  return 1;
+}
+
+static int get_f32(napi_env env, napi_value v, float* out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) return 0;
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return 0;
+  *out = (float)d;
+  return 1;
+}
+
+static int get_memory(napi_env env, napi_value v, uint8_t** data, size_t* length) {
+  bool is;
+  if (napi_is_arraybuffer(env, v, &is) != napi_ok || !is) return 0;
+  void* p;
+  if (napi_get_arraybuffer_info(env, v, &p, length) != napi_ok) return 0;
+  *data = (uint8_t*)p;
+  return 1;
+}
+
+/** Whether [at, at + bytes) lies inside the memory and `at` is a multiple of align. */
+static int inside(size_t length, uint64_t at, uint64_t bytes, uint64_t align) {
+  return at % align == 0 && at <= length && bytes <= length - at;
+}
+
+static uint32_t read_u32(const uint8_t* mem, uint32_t at) {
+  uint32_t v;
+  memcpy(&v, mem + at, 4);
+  return v;
+}
+
+static napi_value consensus3_topk_bf16_out(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc != 8) return fail(env, "ERR_ARGS", "ta_consensus3_topk_bf16_out takes 8 arguments");
+  if (!cpu_ok) return fail(env, "ERR_CPU", "this CPU lacks AVX-512");
+  uint8_t* mem;
+  size_t length;
+  uint32_t b, models, sel, normalize, out, n;
+  float lambda;
+  if (!get_memory(env, argv[0], &mem, &length) || !get_u32(env, argv[1], &b) || !get_u32(env, argv[2], &models) ||
+      !get_u32(env, argv[3], &sel) || !get_u32(env, argv[4], &normalize) || !get_f32(env, argv[5], &lambda) ||
+      !get_u32(env, argv[6], &out) || !get_u32(env, argv[7], &n))
+    return fail(env, "ERR_ARGS", "ta_consensus3_topk_bf16_out(memory, b, models, sel, normalize, lambda, out, n)");
+  const uint64_t bytes = 2 * (uint64_t)n;
+  if (!inside(length, models, 48, 4) || !inside(length, sel, 24, 4) || !inside(length, b, bytes, 2) ||
+      !inside(length, out, bytes, 2))
+    return fail(env, "ERR_SIZE", "ta_consensus3_topk_bf16_out: a region lies outside the memory");
+  const uint16_t* x[3];
+  float scale[3], w[3];
+  int32_t thr[3], left[3];
+  for (int m = 0; m < 3; m++) {
+    const uint32_t at = read_u32(mem, models + 16 * m);
+    if (!inside(length, at, bytes, 2))
+      return fail(env, "ERR_SIZE", "ta_consensus3_topk_bf16_out: a model lies outside the memory");
+    x[m] = (const uint16_t*)(mem + at);
+    memcpy(&scale[m], mem + models + 16 * m + 8, 4);
+    memcpy(&w[m], mem + models + 16 * m + 12, 4);
+    memcpy(&thr[m], mem + sel + 4 * m, 4);
+    memcpy(&left[m], mem + sel + 12 + 4 * m, 4);
+  }
+  ties_consensus3_topk_bf16((const uint16_t*)(mem + b), x, scale, w, thr, left, normalize != 0, lambda,
+                            (uint16_t*)(mem + out), n);
+  memcpy(mem + sel + 12, left, 12);
+  return NULL;
+}
+
+static napi_value band3_bf16(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc != 7) return fail(env, "ERR_ARGS", "delta_band3_bf16 takes 7 arguments");
+  if (!cpu_ok) return fail(env, "ERR_CPU", "this CPU lacks AVX-512");
+  uint8_t* mem;
+  size_t length;
+  uint32_t xs[3], b, n, recs;
+  if (!get_memory(env, argv[0], &mem, &length) || !get_u32(env, argv[1], &xs[0]) || !get_u32(env, argv[2], &xs[1]) ||
+      !get_u32(env, argv[3], &xs[2]) || !get_u32(env, argv[4], &b) || !get_u32(env, argv[5], &n) ||
+      !get_u32(env, argv[6], &recs))
+    return fail(env, "ERR_ARGS", "delta_band3_bf16(memory, x0, x1, x2, b, n, recs)");
+  const uint64_t bytes = 2 * (uint64_t)n;
+  if (!inside(length, b, bytes, 2) || !inside(length, recs, 96, 4))
+    return fail(env, "ERR_SIZE", "delta_band3_bf16: a region lies outside the memory");
+  const uint16_t* x[3];
+  TiesBand band[3];
+  for (int m = 0; m < 3; m++) {
+    const uint32_t at = recs + 32 * m;
+    const uint32_t keys = read_u32(mem, at + 8);
+    const uint32_t counts = read_u32(mem, at + 16);
+    band[m].lo = read_u32(mem, at);
+    band[m].hi = read_u32(mem, at + 4);
+    band[m].cap = read_u32(mem, at + 12);
+    if (!inside(length, xs[m], bytes, 2) || !inside(length, keys, 4 * ((uint64_t)band[m].cap + 4), 4) ||
+        !inside(length, counts, 8, 4))
+      return fail(env, "ERR_SIZE", "delta_band3_bf16: a model's region lies outside the memory");
+    if (band[m].lo > 0x7fffffffu || band[m].hi > 0x7fffffffu)
+      return fail(env, "ERR_ARGS", "delta_band3_bf16: band bounds must be below 2^31");
+    x[m] = (const uint16_t*)(mem + xs[m]);
+    band[m].keys = (uint32_t*)(mem + keys);
+    band[m].counts = (uint32_t*)(mem + counts);
+  }
+  ties_band3_bf16(x, (const uint16_t*)(mem + b), n, band);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value supported, f1, f2;
+  cpu_ok = ties_supported();
+  napi_get_boolean(env, cpu_ok != 0, &supported);
+  napi_set_named_property(env, exports, "supported", supported);
+  napi_create_function(env, "ta_consensus3_topk_bf16_out", NAPI_AUTO_LENGTH, consensus3_topk_bf16_out, NULL, &f1);
+  napi_set_named_property(env, exports, "ta_consensus3_topk_bf16_out", f1);
+  napi_create_function(env, "delta_band3_bf16", NAPI_AUTO_LENGTH, band3_bf16, NULL, &f2);
+  napi_set_named_property(env, exports, "delta_band3_bf16", f2);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

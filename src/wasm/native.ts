@@ -1,0 +1,55 @@
+// The optional native merge kernels (native/merge-kernels, built at install; AVX-512): stand-ins for the wasm
+// kernels of the TIES hot path over raw bf16, the same bits sixteen elements a step. They take the arena's memory
+// and the wasm kernels' offsets, so the arena swaps them in where they load and this CPU runs them.
+// FUSIONKIT_NATIVE_KERNELS=0 keeps the wasm kernels.
+
+import { createRequire } from "node:module";
+
+/** The native kernels: each the wasm kernel of that name with the arena's memory first. */
+export interface NativeKernels {
+  ta_consensus3_topk_bf16_out(
+    memory: ArrayBuffer,
+    b: number,
+    models: number,
+    sel: number,
+    normalize: number,
+    lambda: number,
+    out: number,
+    n: number,
+  ): void;
+  delta_band3_bf16(memory: ArrayBuffer, x0: number, x1: number, x2: number, b: number, n: number, recs: number): void;
+}
+
+/** The addon's build output, from src/wasm and dist/wasm alike. */
+const ADDON = "../../native/merge-kernels/build/Release/fusionkit_merge_kernels.node";
+
+let loaded: NativeKernels | null | undefined;
+let why = "";
+
+/** The native kernels, or null (not built, another CPU, or FUSIONKIT_NATIVE_KERNELS=0; see nativeKernelsStatus). */
+export function nativeKernels(): NativeKernels | null {
+  if (process.env.FUSIONKIT_NATIVE_KERNELS === "0") {
+    why = "off (FUSIONKIT_NATIVE_KERNELS=0)";
+    return null;
+  }
+  if (loaded !== undefined) return loaded;
+  try {
+    const mod = createRequire(import.meta.url)(ADDON) as Partial<NativeKernels> & { supported?: boolean };
+    if (mod.supported !== true) {
+      why = "not used: this CPU lacks AVX-512";
+      loaded = null;
+    } else if (typeof mod.ta_consensus3_topk_bf16_out !== "function" || typeof mod.delta_band3_bf16 !== "function") {
+      why = "not used: the addon lacks its kernels";
+      loaded = null;
+    } else loaded = mod as NativeKernels;
+  } catch {
+    why = "not built (a C compiler at install builds it: npm rebuild fusionkit)";
+    loaded = null;
+  }
+  return loaded;
+}
+
+/** One line for `fusionkit doctor`. */
+export function nativeKernelsStatus(): string {
+  return nativeKernels() !== null ? "AVX-512 (native addon)" : why;
+}
