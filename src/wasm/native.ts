@@ -4,19 +4,14 @@
 // FUSIONKIT_NATIVE_KERNELS=0 keeps the wasm kernels.
 
 import { createRequire } from "node:module";
+import type { KernelExports } from "./arena.js";
 
-/** The native kernels: each the wasm kernel of that name with the arena's memory first. */
+/** A wasm kernel's signature with the arena's memory first. */
+type WithMemory<F> = F extends (...args: infer A) => infer R ? (memory: ArrayBuffer, ...args: A) => R : never;
+
+/** The native kernels: each the wasm kernel of that name with the arena's memory first (the band pass needs no pack table). */
 export interface NativeKernels {
-  ta_consensus3_topk_bf16_out(
-    memory: ArrayBuffer,
-    b: number,
-    models: number,
-    sel: number,
-    normalize: number,
-    lambda: number,
-    out: number,
-    n: number,
-  ): void;
+  ta_consensus3_topk_bf16_out: WithMemory<KernelExports["ta_consensus3_topk_bf16_out"]>;
   delta_band3_bf16(memory: ArrayBuffer, x0: number, x1: number, x2: number, b: number, n: number, recs: number): void;
 }
 

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { wasmArena } from "../../src/wasm/arena.js";
+import { type WasmArena, wasmArena } from "../../src/wasm/arena.js";
 import { type NativeKernels, nativeKernels } from "../../src/wasm/native.js";
 
 // The native TIES kernels (native/merge-kernels, AVX-512) stand in for two wasm kernels: the same tables, the same
@@ -36,6 +36,29 @@ const keyOf = (x: number, b: number): number => {
 };
 const SPECIALS = [0x7fc0, 0xffc1, 0x7f80, 0xff80, 0x8000, 0x0000, 0x0001, 0x807f];
 
+/**
+ * A base and three models of n raw bf16 values in the arena (pointers): base values near 1, each model's within
+ * `spread` ulps of it (exact bf16 deltas, so keys tie), `equal` of them equal to the base, 3% specials.
+ */
+function bf16Inputs(a: WasmArena, r: () => number, n: number, spread: number, equal: number): number[] {
+  const inputs = [0, 1, 2, 3].map(() => a.alloc(2 * n + 2));
+  const base = a.u16(inputs[0]!, n);
+  for (let i = 0; i < n; i++) base[i] = 0x3c00 + Math.floor(r() * 64);
+  for (const p of inputs.slice(1)) {
+    const x = a.u16(p, n);
+    for (let i = 0; i < n; i++) {
+      const u = r();
+      x[i] =
+        u < 0.03
+          ? SPECIALS[Math.floor(r() * SPECIALS.length)]!
+          : u < 0.03 + equal
+            ? base[i]!
+            : (base[i]! + Math.floor(r() * (2 * spread + 1)) - spread) & 0xffff;
+    }
+  }
+  return inputs;
+}
+
 describe("native merge kernels", () => {
   it("load where they are built and the CPU has AVX-512", (t) => {
     if (!built) return t.skip("native/merge-kernels not built here (no C compiler at install)");
@@ -57,21 +80,8 @@ describe("native merge kernels", () => {
       const n = trial < 20 ? trial : 1 + Math.floor(r() * 5000);
       const mark = a.mark();
       // deltas of a few bf16 ulps (many ties), a share of equal entries (zero deltas) and of specials
-      const inputs = [0, 1, 2, 3].map(() => a.alloc(2 * n + 2));
+      const inputs = bf16Inputs(a, r, n, 4, 0.17);
       const base = a.u16(inputs[0]!, n);
-      for (let i = 0; i < n; i++) base[i] = 0x3c00 + Math.floor(r() * 64);
-      for (const p of inputs.slice(1)) {
-        const x = a.u16(p, n);
-        for (let i = 0; i < n; i++) {
-          const u = r();
-          x[i] =
-            u < 0.03
-              ? SPECIALS[Math.floor(r() * SPECIALS.length)]!
-              : u < 0.2
-                ? base[i]!
-                : (base[i]! + Math.floor(r() * 9) - 4) & 0xffff;
-        }
-      }
       const thr = [0, 1, 2].map((m) => {
         if (n === 0 || r() < 0.15) return -1;
         const i = Math.floor(r() * n);
@@ -125,15 +135,8 @@ describe("native merge kernels", () => {
       const r = rng(2000 + trial);
       const n = trial < 16 ? trial * 3 : 1 + Math.floor(r() * 6000);
       const mark = a.mark();
-      const inputs = [0, 1, 2, 3].map(() => a.alloc(2 * n + 2));
+      const inputs = bf16Inputs(a, r, n, 20, 0);
       const base = a.u16(inputs[0]!, n);
-      for (let i = 0; i < n; i++) base[i] = 0x3c00 + Math.floor(r() * 64);
-      for (const p of inputs.slice(1)) {
-        const x = a.u16(p, n);
-        for (let i = 0; i < n; i++)
-          x[i] =
-            r() < 0.03 ? SPECIALS[Math.floor(r() * SPECIALS.length)]! : (base[i]! + Math.floor(r() * 41) - 20) & 0xffff;
-      }
       // a band around a key of the data, a wide one, one that holds nothing; caps from tiny (overflow) to ample
       const bands = [0, 1, 2].map((m) => {
         const i = n > 0 ? Math.floor(r() * n) : 0;

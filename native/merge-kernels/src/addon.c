@@ -7,6 +7,7 @@
 // runs them (AVX-512); the JS side uses the wasm kernels otherwise.
 #include <node_api.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ties.h"
@@ -58,12 +59,26 @@ static uint32_t read_u32(const uint8_t* mem, uint32_t at) {
   return v;
 }
 
+/** A kernel call's arguments (exactly `count`), on a CPU that runs the kernels; else throws and returns 0. */
+static int kernel_args(napi_env env, napi_callback_info info, size_t count, napi_value* argv, const char* name) {
+  size_t argc = count;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
+  if (argc != count) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s takes %zu arguments", name, count);
+    fail(env, "ERR_ARGS", msg);
+    return 0;
+  }
+  if (!cpu_ok) {
+    fail(env, "ERR_CPU", "this CPU lacks AVX-512");
+    return 0;
+  }
+  return 1;
+}
+
 static napi_value consensus3_topk_bf16_out(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
   napi_value argv[8];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc != 8) return fail(env, "ERR_ARGS", "ta_consensus3_topk_bf16_out takes 8 arguments");
-  if (!cpu_ok) return fail(env, "ERR_CPU", "this CPU lacks AVX-512");
+  if (!kernel_args(env, info, 8, argv, "ta_consensus3_topk_bf16_out")) return NULL;
   uint8_t* mem;
   size_t length;
   uint32_t b, models, sel, normalize, out, n;
@@ -96,11 +111,8 @@ static napi_value consensus3_topk_bf16_out(napi_env env, napi_callback_info info
 }
 
 static napi_value band3_bf16(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
   napi_value argv[7];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc != 7) return fail(env, "ERR_ARGS", "delta_band3_bf16 takes 7 arguments");
-  if (!cpu_ok) return fail(env, "ERR_CPU", "this CPU lacks AVX-512");
+  if (!kernel_args(env, info, 7, argv, "delta_band3_bf16")) return NULL;
   uint8_t* mem;
   size_t length;
   uint32_t xs[3], b, n, recs;
