@@ -16,7 +16,7 @@ const ADDONS = [
   },
   {
     dir: "merge-kernels",
-    what: "AVX-512 merge kernels (faster TIES over bf16 checkpoints)",
+    what: "AVX-512 merge kernels (faster TIES / DARE over bf16 checkpoints)",
     hint: "install a C compiler (apt-get install build-essential), then npm rebuild fusionkit",
   },
 ];

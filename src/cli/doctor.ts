@@ -3,10 +3,10 @@ import type { Command } from "commander";
 import { wasmArena } from "../wasm/arena.js";
 import { nativeKernelsStatus } from "../wasm/native.js";
 
-/** Which kernels merging runs on: WebAssembly SIMD (and the native TIES kernels where they load), or plain JS. */
+/** Which kernels merging runs on: WebAssembly SIMD (and the native TIES / DARE kernels where they load), or plain JS. */
 function describeMergeKernels(): string {
   if (wasmArena() === null) return "JavaScript (WebAssembly SIMD unavailable or FUSIONKIT_NO_WASM=1)";
-  return `WebAssembly SIMD; TIES over bf16: ${nativeKernelsStatus()}`;
+  return `WebAssembly SIMD; TIES / DARE over bf16: ${nativeKernelsStatus()}`;
 }
 
 export function registerDoctor(program: Command): void {

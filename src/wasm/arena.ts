@@ -368,6 +368,10 @@ function withNative(wasm: KernelExports, memory: WasmMemory): KernelExports {
     ta_consensus3_topk_bf16_out: (b, models, sel, normalize, lambda, out, n) =>
       native.ta_consensus3_topk_bf16_out(memory.buffer, b, models, sel, normalize, lambda, out, n),
     delta_band3_bf16: (x0, x1, x2, b, n, recs) => native.delta_band3_bf16(memory.buffer, x0, x1, x2, b, n, recs),
+    ta_consensus3_bf16_out: (b, models, normalize, lambda, out, n) =>
+      native.ta_consensus3_bf16_out(memory.buffer, b, models, normalize, lambda, out, n),
+    l1_sums3_bf16: (x0, m0, x1, m1, x2, m2, b, n, acc) =>
+      native.l1_sums3_bf16(memory.buffer, x0, m0, x1, m1, x2, m2, b, n, acc),
   };
 }
 

@@ -1,5 +1,5 @@
 // The optional native merge kernels (native/merge-kernels, built at install; AVX-512): stand-ins for the wasm
-// kernels of the TIES hot path over raw bf16, the same bits sixteen elements a step. They take the arena's memory
+// kernels of the TIES and DARE hot paths over raw bf16, the same bits sixteen elements a step. They take the arena's memory
 // and the wasm kernels' offsets, so the arena swaps them in where they load and this CPU runs them.
 // FUSIONKIT_NATIVE_KERNELS=0 keeps the wasm kernels.
 
@@ -13,7 +13,13 @@ type WithMemory<F> = F extends (...args: infer A) => infer R ? (memory: ArrayBuf
 export interface NativeKernels {
   ta_consensus3_topk_bf16_out: WithMemory<KernelExports["ta_consensus3_topk_bf16_out"]>;
   delta_band3_bf16(memory: ArrayBuffer, x0: number, x1: number, x2: number, b: number, n: number, recs: number): void;
+  /** The masked combine (keep-masks of bytes 0 / 1, as the Bernoulli and top-k mask kernels write them). */
+  ta_consensus3_bf16_out: WithMemory<KernelExports["ta_consensus3_bf16_out"]>;
+  l1_sums3_bf16: WithMemory<KernelExports["l1_sums3_bf16"]>;
 }
+
+/** The kernels the addon provides (each checked at load). */
+const NAMES = ["ta_consensus3_topk_bf16_out", "delta_band3_bf16", "ta_consensus3_bf16_out", "l1_sums3_bf16"] as const;
 
 /** The addon's build output, from src/wasm and dist/wasm alike. */
 const ADDON = "../../native/merge-kernels/build/Release/fusionkit_merge_kernels.node";
@@ -33,7 +39,7 @@ export function nativeKernels(): NativeKernels | null {
     if (mod.supported !== true) {
       why = "not used: this CPU lacks AVX-512";
       loaded = null;
-    } else if (typeof mod.ta_consensus3_topk_bf16_out !== "function" || typeof mod.delta_band3_bf16 !== "function") {
+    } else if (NAMES.some((name) => typeof mod[name] !== "function")) {
       why = "not used: the addon lacks its kernels";
       loaded = null;
     } else loaded = mod as NativeKernels;

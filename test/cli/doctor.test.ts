@@ -14,6 +14,6 @@ it("fusionkit doctor reports Node, the merge kernels and the nn backend actually
   const report = JSON.parse(r.stdout);
   assert.equal(report.node, process.version);
   assert.ok(["fusionkit", "wasm", "cpu"].includes(report.nn.backend));
-  assert.match(report.mergeKernels, /^WebAssembly SIMD; TIES over bf16: /);
+  assert.match(report.mergeKernels, /^WebAssembly SIMD; TIES \/ DARE over bf16: /);
   if (process.env.FUSIONKIT_BACKEND) assert.equal(report.nn.backend, process.env.FUSIONKIT_BACKEND);
 });

@@ -6,8 +6,8 @@ import { fileURLToPath } from "node:url";
 import { type WasmArena, wasmArena } from "../../src/wasm/arena.js";
 import { type NativeKernels, nativeKernels } from "../../src/wasm/native.js";
 
-// The native TIES kernels (native/merge-kernels, AVX-512) stand in for two wasm kernels: the same tables, the same
-// bits. Random inputs here (lengths that leave every tail, thresholds taken from the data so ties occur, ties left
+// The native merge kernels (native/merge-kernels, AVX-512) stand in for four wasm kernels: the same tables, the
+// same bits (NaN payloads aside). Random inputs here (lengths that leave every tail, thresholds taken from the data so ties occur, ties left
 // crossing every count, specials); test/merge/wasm.test.ts runs both sets on its hand-built cases too.
 
 const ADDON = fileURLToPath(
@@ -35,6 +35,20 @@ const keyOf = (x: number, b: number): number => {
   return U32[0]! & 0x7fffffff;
 };
 const SPECIALS = [0x7fc0, 0xffc1, 0x7f80, 0xff80, 0x8000, 0x0000, 0x0001, 0x807f];
+
+// Which NaN a sum of two NaNs keeps depends on the operands' order, which a C compiler may swap (addition
+// commutes), so NaNs compare as one value here, as JS and wasm results do in wasm.test.ts; every other bit counts.
+/** n bf16 results, every NaN as 0x7fc0. */
+function nanBits16(a: WasmArena, p: number, n: number): number[] {
+  return [...a.u16(p, n)].map((h) => ((h & 0x7fff) > 0x7f80 ? 0x7fc0 : h));
+}
+
+/** The 27 float64 sums at p as bit strings, every NaN as "NaN". */
+function nanBits64(a: WasmArena, p: number): string[] {
+  const v = a.f64(p, 27);
+  const u = a.u32(p, 54);
+  return [...v].map((x, j) => (Number.isNaN(x) ? "NaN" : `${u[2 * j + 1]}:${u[2 * j]}`));
+}
 
 /**
  * A base and three models of n raw bf16 values in the arena (pointers): base values near 1, each model's within
@@ -121,7 +135,7 @@ describe("native merge kernels", () => {
             out,
             n,
           );
-        return { left: [...a.i32(sel + 12, 3)], out: [...a.u16(out, n)] };
+        return { left: [...a.i32(sel + 12, 3)], out: nanBits16(a, out, n) };
       });
       assert.deepEqual(results[1], results[0], `trial ${trial}: n=${n} thr=${thr} left=${left} w=${w}`);
       a.release(mark);
@@ -166,6 +180,62 @@ describe("native merge kernels", () => {
         });
       });
       assert.deepEqual(runs[1], runs[0], `trial ${trial}: n=${n} bands=${JSON.stringify(bands)}`);
+      a.release(mark);
+    }
+  });
+
+  it("the masked combine and the L1 sums equal the wasm kernels bit for bit on random bf16 tensors", { skip }, () => {
+    const nk = native as NativeKernels;
+    const a = wasmArena()!;
+    const mem = () => a.memory.buffer as ArrayBuffer;
+    for (let trial = 0; trial < 60; trial++) {
+      const r = rng(3000 + trial);
+      const n = trial < 20 ? trial : 1 + Math.floor(r() * 5000);
+      const mark = a.mark();
+      const inputs = bf16Inputs(a, r, n, 30, 0.1);
+      // Bernoulli-like masks (bytes 0 / 1, as the mask kernels write them), one model sometimes unmasked (0)
+      const masks = [0, 1, 2].map(() => {
+        const p = a.alloc(n + 1);
+        const keep = r();
+        const m = a.u8(p, n);
+        for (let i = 0; i < n; i++) m[i] = r() < keep ? 1 : 0;
+        return p;
+      });
+      const w = [0, 1, 2].map(() =>
+        r() < 0.1 ? [Number.POSITIVE_INFINITY, 0, -0.5][Math.floor(r() * 3)]! : 0.2 + r(),
+      );
+      const scale = [0, 1, 2].map(() => (r() < 0.3 ? 1 : 1 / (0.1 + r())));
+      const normalize = r() < 0.7 ? 1 : 0;
+      const lambda = r() < 0.6 ? 1 : 0.3 + r();
+      const table = a.alloc(48);
+      const u = a.u32(table, 12);
+      const f = a.f32(table, 12);
+      for (let m = 0; m < 3; m++) {
+        u[4 * m] = inputs[m + 1]!;
+        u[4 * m + 1] = m === 2 && r() < 0.3 ? 0 : masks[m]!;
+        f[4 * m + 2] = scale[m]!;
+        f[4 * m + 3] = w[m]!;
+      }
+      const outs = [a.alloc(2 * n + 2), a.alloc(2 * n + 2)];
+      a.wasm.ta_consensus3_bf16_out(inputs[0]!, table, normalize, lambda, outs[0]!, n);
+      nk.ta_consensus3_bf16_out(mem(), inputs[0]!, table, normalize, lambda, outs[1]!, n);
+      const what = `trial ${trial}: n=${n} w=${w} scale=${scale} keep=${[...u].filter((_, j) => j % 4 === 1)}`;
+      assert.deepEqual(nanBits16(a, outs[1]!, n), nanBits16(a, outs[0]!, n), `combine, ${what}`);
+      // the sums start from earlier chunks' values (one of them NaN sometimes) and keep accumulating
+      const accs = [a.alloc(216), a.alloc(216)];
+      const start = [0, 1, 2].flatMap((m) => [
+        ...[0, 1, 2, 3].map(() => (r() < 0.05 ? Number.NaN : r() * 100)),
+        ...[0, 1, 2, 3].map(() => r() * 50),
+        m === 1 && r() < 0.3 ? 1 : 0,
+      ]);
+      for (const acc of accs) a.f64(acc, 27).set(start);
+      const [x0, x1, x2] = inputs.slice(1) as [number, number, number];
+      const [m0, m1, m2] = masks as [number, number, number];
+      for (let rep = 0; rep < 2; rep++) {
+        a.wasm.l1_sums3_bf16(x0, m0, x1, m1, x2, m2, inputs[0]!, n, accs[0]!);
+        nk.l1_sums3_bf16(mem(), x0, m0, x1, m1, x2, m2, inputs[0]!, n, accs[1]!);
+      }
+      assert.deepEqual(nanBits64(a, accs[1]!), nanBits64(a, accs[0]!), `L1 sums, ${what}`);
       a.release(mark);
     }
   });

@@ -2,6 +2,8 @@
 // and the same byte offsets, tables and results as the wasm kernel it stands in for (wasm/kernels.ts):
 //   ta_consensus3_topk_bf16_out(memory, b, models, sel, normalize, lambda, out, n)
 //   delta_band3_bf16(memory, x0, x1, x2, b, n, recs)
+//   ta_consensus3_bf16_out(memory, b, models, normalize, lambda, out, n)   (keep-masks of bytes 0 / 1)
+//   l1_sums3_bf16(memory, x0, m0, x1, m1, x2, m2, b, n, acc)
 // Every region a call reads or writes (tables included) is checked against the memory's length and alignment, so a
 // wrong call throws a RangeError instead of touching memory outside the arena. `supported` says whether this CPU
 // runs them (AVX-512); the JS side uses the wasm kernels otherwise.
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "masked.h"
 #include "ties.h"
 
 /** Set at load: the kernels' instructions are there (a call on another CPU throws rather than faulting). */
@@ -76,6 +79,31 @@ static int kernel_args(napi_env env, napi_callback_info info, size_t count, napi
   return 1;
 }
 
+/** The three model records of a combine's table (x, keep (0 = all), scale, w), every region checked. */
+static int model_table(napi_env env, uint8_t* mem, size_t length, uint32_t models, uint64_t n, const uint16_t* x[3],
+                       const uint8_t* keep[3], float scale[3], float w[3], const char* name) {
+  char msg[128];
+  if (!inside(length, models, 48, 4)) {
+    snprintf(msg, sizeof msg, "%s: the model table lies outside the memory", name);
+    fail(env, "ERR_SIZE", msg);
+    return 0;
+  }
+  for (int m = 0; m < 3; m++) {
+    const uint32_t at = read_u32(mem, models + 16 * m);
+    const uint32_t k = read_u32(mem, models + 16 * m + 4);
+    if (!inside(length, at, 2 * n, 2) || (keep != NULL && k != 0 && !inside(length, k, n, 1))) {
+      snprintf(msg, sizeof msg, "%s: a model lies outside the memory", name);
+      fail(env, "ERR_SIZE", msg);
+      return 0;
+    }
+    x[m] = (const uint16_t*)(mem + at);
+    if (keep != NULL) keep[m] = k == 0 ? NULL : mem + k;
+    memcpy(&scale[m], mem + models + 16 * m + 8, 4);
+    memcpy(&w[m], mem + models + 16 * m + 12, 4);
+  }
+  return 1;
+}
+
 static napi_value consensus3_topk_bf16_out(napi_env env, napi_callback_info info) {
   napi_value argv[8];
   if (!kernel_args(env, info, 8, argv, "ta_consensus3_topk_bf16_out")) return NULL;
@@ -88,22 +116,14 @@ static napi_value consensus3_topk_bf16_out(napi_env env, napi_callback_info info
       !get_u32(env, argv[6], &out) || !get_u32(env, argv[7], &n))
     return fail(env, "ERR_ARGS", "ta_consensus3_topk_bf16_out(memory, b, models, sel, normalize, lambda, out, n)");
   const uint64_t bytes = 2 * (uint64_t)n;
-  if (!inside(length, models, 48, 4) || !inside(length, sel, 24, 4) || !inside(length, b, bytes, 2) ||
-      !inside(length, out, bytes, 2))
+  if (!inside(length, sel, 24, 4) || !inside(length, b, bytes, 2) || !inside(length, out, bytes, 2))
     return fail(env, "ERR_SIZE", "ta_consensus3_topk_bf16_out: a region lies outside the memory");
   const uint16_t* x[3];
   float scale[3], w[3];
   int32_t thr[3], left[3];
-  for (int m = 0; m < 3; m++) {
-    const uint32_t at = read_u32(mem, models + 16 * m);
-    if (!inside(length, at, bytes, 2))
-      return fail(env, "ERR_SIZE", "ta_consensus3_topk_bf16_out: a model lies outside the memory");
-    x[m] = (const uint16_t*)(mem + at);
-    memcpy(&scale[m], mem + models + 16 * m + 8, 4);
-    memcpy(&w[m], mem + models + 16 * m + 12, 4);
-    memcpy(&thr[m], mem + sel + 4 * m, 4);
-    memcpy(&left[m], mem + sel + 12 + 4 * m, 4);
-  }
+  if (!model_table(env, mem, length, models, n, x, NULL, scale, w, "ta_consensus3_topk_bf16_out")) return NULL;
+  memcpy(thr, mem + sel, 12);
+  memcpy(left, mem + sel + 12, 12);
   ties_consensus3_topk_bf16((const uint16_t*)(mem + b), x, scale, w, thr, left, normalize != 0, lambda,
                             (uint16_t*)(mem + out), n);
   memcpy(mem + sel + 12, left, 12);
@@ -145,6 +165,52 @@ static napi_value band3_bf16(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value consensus3_bf16_out(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  if (!kernel_args(env, info, 7, argv, "ta_consensus3_bf16_out")) return NULL;
+  uint8_t* mem;
+  size_t length;
+  uint32_t b, models, normalize, out, n;
+  float lambda;
+  if (!get_memory(env, argv[0], &mem, &length) || !get_u32(env, argv[1], &b) || !get_u32(env, argv[2], &models) ||
+      !get_u32(env, argv[3], &normalize) || !get_f32(env, argv[4], &lambda) || !get_u32(env, argv[5], &out) ||
+      !get_u32(env, argv[6], &n))
+    return fail(env, "ERR_ARGS", "ta_consensus3_bf16_out(memory, b, models, normalize, lambda, out, n)");
+  if (!inside(length, b, 2 * (uint64_t)n, 2) || !inside(length, out, 2 * (uint64_t)n, 2))
+    return fail(env, "ERR_SIZE", "ta_consensus3_bf16_out: a region lies outside the memory");
+  const uint16_t* x[3];
+  const uint8_t* keep[3];
+  float scale[3], w[3];
+  if (!model_table(env, mem, length, models, n, x, keep, scale, w, "ta_consensus3_bf16_out")) return NULL;
+  masked_consensus3_bf16((const uint16_t*)(mem + b), x, keep, scale, w, normalize != 0, lambda, (uint16_t*)(mem + out),
+                         n);
+  return NULL;
+}
+
+static napi_value l1_sums3_bf16(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  if (!kernel_args(env, info, 10, argv, "l1_sums3_bf16")) return NULL;
+  uint8_t* mem;
+  size_t length;
+  uint32_t p[9];
+  if (!get_memory(env, argv[0], &mem, &length)) return fail(env, "ERR_ARGS", "l1_sums3_bf16: memory");
+  for (int j = 0; j < 9; j++)
+    if (!get_u32(env, argv[1 + j], &p[j])) return fail(env, "ERR_ARGS", "l1_sums3_bf16(memory, x0, m0, x1, m1, x2, m2, b, n, acc)");
+  const uint64_t n = p[7];
+  if (!inside(length, p[6], 2 * n, 2) || !inside(length, p[8], 9 * 3 * 8, 8))
+    return fail(env, "ERR_SIZE", "l1_sums3_bf16: a region lies outside the memory");
+  const uint16_t* x[3];
+  const uint8_t* keep[3];
+  for (int m = 0; m < 3; m++) {
+    if (!inside(length, p[2 * m], 2 * n, 2) || !inside(length, p[2 * m + 1], n, 1))
+      return fail(env, "ERR_SIZE", "l1_sums3_bf16: a model or its mask lies outside the memory");
+    x[m] = (const uint16_t*)(mem + p[2 * m]);
+    keep[m] = mem + p[2 * m + 1];
+  }
+  masked_l1_sums3_bf16(x, keep, (const uint16_t*)(mem + p[6]), (int64_t)n, (double*)(mem + p[8]));
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value supported, f1, f2;
   cpu_ok = ties_supported();
@@ -154,6 +220,11 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "ta_consensus3_topk_bf16_out", f1);
   napi_create_function(env, "delta_band3_bf16", NAPI_AUTO_LENGTH, band3_bf16, NULL, &f2);
   napi_set_named_property(env, exports, "delta_band3_bf16", f2);
+  napi_value f3, f4;
+  napi_create_function(env, "ta_consensus3_bf16_out", NAPI_AUTO_LENGTH, consensus3_bf16_out, NULL, &f3);
+  napi_set_named_property(env, exports, "ta_consensus3_bf16_out", f3);
+  napi_create_function(env, "l1_sums3_bf16", NAPI_AUTO_LENGTH, l1_sums3_bf16, NULL, &f4);
+  napi_set_named_property(env, exports, "l1_sums3_bf16", f4);
   return exports;
 }
 

@@ -1,0 +1,104 @@
+// Masked merge kernels over raw bf16 checkpoints with AVX-512 (the DARE family: Yu et al. 2023, "Language Models
+// are Super Mario"; mergekit: mergekit/merge_methods/generalized_task_arithmetic.py): the sign-consensus combine of
+// three models under keep-masks and the float64 L1 sums for the rescale, bit for bit wasm/kernels.ts's
+// ta_consensus3_bf16_out and l1_sums3_bf16 (same operations in the same order; sums by index mod 4, in index order).
+#include "masked.h"
+
+#include "simd.h"
+
+/** Sixteen keep bytes (0 or 1; NULL keeps all) as a lane mask. */
+TARGET static inline __mmask16 keep_lanes(const uint8_t* keep, int64_t i) {
+  if (keep == NULL) return (__mmask16)0xffff;
+  const __m128i bytes = _mm_loadu_si128((const __m128i*)(keep + i));
+  return _mm_test_epi8_mask(bytes, bytes);
+}
+
+TARGET void masked_consensus3_bf16(const uint16_t* b, const uint16_t* const x[3], const uint8_t* const keep[3],
+                                   const float scale[3], const float w[3], int normalize, float lambda, uint16_t* out,
+                                   int64_t n) {
+  const int finite = __builtin_fabsf(w[0]) < __builtin_inff() && __builtin_fabsf(w[1]) < __builtin_inff() &&
+                     __builtin_fabsf(w[2]) < __builtin_inff();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 bv = widen16(b + i);
+    const __m512 v0 = weighted16(_mm512_sub_ps(widen16(x[0] + i), bv), scale[0], w[0], keep_lanes(keep[0], i), finite);
+    const __m512 v1 = weighted16(_mm512_sub_ps(widen16(x[1] + i), bv), scale[1], w[1], keep_lanes(keep[1], i), finite);
+    const __m512 v2 = weighted16(_mm512_sub_ps(widen16(x[2] + i), bv), scale[2], w[2], keep_lanes(keep[2], i), finite);
+    store_bf16x16(out + i, elect16(bv, v0, v1, v2, w, normalize, lambda));
+  }
+  for (; i < n; i++) {
+    const float bs = bf16_to_f32(b[i]);
+    float v[3];
+    for (int m = 0; m < 3; m++)
+      v[m] = weighted1(bf16_to_f32(x[m][i]) - bs, scale[m], w[m], keep[m] == NULL || keep[m][i] != 0);
+    out[i] = bf16_round(f32_bits(elect1(bs, v[0], v[1], v[2], w, normalize, lambda)));
+  }
+}
+
+/** Add sixteen float32 lanes, widened, to four float64 sums: lane j takes lanes j, 4 + j, 8 + j, 12 + j in order. */
+TARGET static inline __m256d add16(__m256d sum, __m512 v) {
+  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+  const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  sum = _mm256_add_pd(sum, _mm512_castpd512_pd256(lo));
+  sum = _mm256_add_pd(sum, _mm512_extractf64x4_pd(lo, 1));
+  sum = _mm256_add_pd(sum, _mm512_castpd512_pd256(hi));
+  return _mm256_add_pd(sum, _mm512_extractf64x4_pd(hi, 1));
+}
+
+TARGET void masked_l1_sums3_bf16(const uint16_t* const x[3], const uint8_t* const keep[3], const uint16_t* b,
+                                 int64_t n, double* acc) {
+  const __m512 inf = _mm512_set1_ps(__builtin_inff());
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i abs = _mm512_set1_epi32(ABS);
+  __m256d before[3], after[3];
+  int inf_kept[3] = {0, 0, 0};
+  for (int m = 0; m < 3; m++) {
+    before[m] = _mm256_loadu_pd(acc + 9 * m);
+    after[m] = _mm256_loadu_pd(acc + 9 * m + 4);
+  }
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 bv = widen16(b + i);
+    for (int m = 0; m < 3; m++) {
+      const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16(x[m] + i), bv)), abs));
+      const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(keep[m] + i))));
+      __m512 p = _mm512_mul_ps(a, q);
+      const __mmask16 infinite = _mm512_cmp_ps_mask(a, inf, _CMP_EQ_OQ);
+      if (infinite != 0) {
+        // Rare: infinite entries count in infKept instead of `after`.
+        if ((infinite & _mm512_cmp_ps_mask(q, zero, _CMP_NEQ_UQ)) != 0) inf_kept[m] = 1;
+        p = _mm512_maskz_mov_ps((__mmask16)~infinite, p);
+      }
+      before[m] = add16(before[m], a);
+      after[m] = add16(after[m], p);
+    }
+  }
+  double be[3][4], af[3][4];
+  for (int m = 0; m < 3; m++) {
+    _mm256_storeu_pd(be[m], before[m]);
+    _mm256_storeu_pd(af[m], after[m]);
+  }
+  // The tail one entry at a time in its lane (the wasm kernel pads its last group with zeros, which add nothing:
+  // the sums are never -0).
+  for (; i < n; i++) {
+    const float bs = bf16_to_f32(b[i]);
+    for (int m = 0; m < 3; m++) {
+      const float a = __builtin_fabsf(bf16_to_f32(x[m][i]) - bs);
+      const float q = (float)keep[m][i];
+      float p = a * q;
+      if (a == __builtin_inff()) {
+        if (q != 0) inf_kept[m] = 1;
+        p = 0.0f;
+      }
+      be[m][i & 3] += (double)a;
+      af[m][i & 3] += (double)p;
+    }
+  }
+  for (int m = 0; m < 3; m++) {
+    for (int j = 0; j < 4; j++) {
+      acc[9 * m + j] = be[m][j];
+      acc[9 * m + 4 + j] = af[m][j];
+    }
+    if (inf_kept[m]) acc[9 * m + 8] = 1;
+  }
+}
