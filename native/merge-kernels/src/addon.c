@@ -62,6 +62,15 @@ static uint32_t read_u32(const uint8_t* mem, uint32_t at) {
   return v;
 }
 
+/** argv[0] as the memory and argv[1..count] as u32 offsets / counts into out; else 0. */
+static int memory_and_u32s(napi_env env, napi_value* argv, size_t count, uint8_t** mem, size_t* length,
+                           uint32_t* out) {
+  if (!get_memory(env, argv[0], mem, length)) return 0;
+  for (size_t j = 0; j < count; j++)
+    if (!get_u32(env, argv[1 + j], &out[j])) return 0;
+  return 1;
+}
+
 /** A kernel call's arguments (exactly `count`), on a CPU that runs the kernels; else throws and returns 0. */
 static int kernel_args(napi_env env, napi_callback_info info, size_t count, napi_value* argv, const char* name) {
   size_t argc = count;
@@ -135,11 +144,10 @@ static napi_value band3_bf16(napi_env env, napi_callback_info info) {
   if (!kernel_args(env, info, 7, argv, "delta_band3_bf16")) return NULL;
   uint8_t* mem;
   size_t length;
-  uint32_t xs[3], b, n, recs;
-  if (!get_memory(env, argv[0], &mem, &length) || !get_u32(env, argv[1], &xs[0]) || !get_u32(env, argv[2], &xs[1]) ||
-      !get_u32(env, argv[3], &xs[2]) || !get_u32(env, argv[4], &b) || !get_u32(env, argv[5], &n) ||
-      !get_u32(env, argv[6], &recs))
+  uint32_t p[6];
+  if (!memory_and_u32s(env, argv, 6, &mem, &length, p))
     return fail(env, "ERR_ARGS", "delta_band3_bf16(memory, x0, x1, x2, b, n, recs)");
+  const uint32_t xs[3] = {p[0], p[1], p[2]}, b = p[3], n = p[4], recs = p[5];
   const uint64_t bytes = 2 * (uint64_t)n;
   if (!inside(length, b, bytes, 2) || !inside(length, recs, 96, 4))
     return fail(env, "ERR_SIZE", "delta_band3_bf16: a region lies outside the memory");
@@ -193,9 +201,8 @@ static napi_value l1_sums3_bf16(napi_env env, napi_callback_info info) {
   uint8_t* mem;
   size_t length;
   uint32_t p[9];
-  if (!get_memory(env, argv[0], &mem, &length)) return fail(env, "ERR_ARGS", "l1_sums3_bf16: memory");
-  for (int j = 0; j < 9; j++)
-    if (!get_u32(env, argv[1 + j], &p[j])) return fail(env, "ERR_ARGS", "l1_sums3_bf16(memory, x0, m0, x1, m1, x2, m2, b, n, acc)");
+  if (!memory_and_u32s(env, argv, 9, &mem, &length, p))
+    return fail(env, "ERR_ARGS", "l1_sums3_bf16(memory, x0, m0, x1, m1, x2, m2, b, n, acc)");
   const uint64_t n = p[7];
   if (!inside(length, p[6], 2 * n, 2) || !inside(length, p[8], 9 * 3 * 8, 8))
     return fail(env, "ERR_SIZE", "l1_sums3_bf16: a region lies outside the memory");
