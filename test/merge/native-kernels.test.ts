@@ -243,14 +243,19 @@ describe("native merge kernels", () => {
   it("a call outside the memory, or with the wrong arguments, throws a RangeError and writes nothing", { skip }, () => {
     const nk = native as NativeKernels;
     const a = wasmArena()!;
-    const mem = a.memory.buffer as ArrayBuffer;
-    const size = mem.byteLength;
     const table = a.alloc(48);
     const sel = a.alloc(24);
     const b = a.alloc(64);
     const out = a.alloc(64);
+    const acc = a.alloc(216);
+    const recs = a.alloc(96);
+    const keys = a.alloc(64);
+    const counts = a.alloc(8);
+    const mem = a.memory.buffer as ArrayBuffer; // after the allocations (growing the memory detaches its buffer)
+    const size = mem.byteLength;
     a.u32(table, 12).set([b, 0, 0, 0, b, 0, 0, 0, b, 0, 0, 0]);
     a.u16(out, 32).fill(0x1234);
+    a.u16(b, 32).fill(0x3c00);
     const code = (f: () => void): string => {
       try {
         f();
@@ -288,9 +293,6 @@ describe("native merge kernels", () => {
       ),
       "ERR_ARGS",
     );
-    const recs = a.alloc(96);
-    const keys = a.alloc(64);
-    const counts = a.alloc(8);
     a.u32(recs, 24).set([
       0,
       1,
@@ -330,5 +332,31 @@ describe("native merge kernels", () => {
       code(() => (nk.delta_band3_bf16 as (...x: unknown[]) => void)(mem, b, b, b, b, 32)),
       "ERR_ARGS",
     );
+    // the masked kernels: a keep-mask past the end, the sums' accumulators past the end or misaligned
+    a.u32(table, 12).set([b, size - 8, 0, 0, b, 0, 0, 0, b, 0, 0, 0]);
+    assert.equal(
+      code(() => nk.ta_consensus3_bf16_out(mem, b, table, 1, 1, out, 32)),
+      "ERR_SIZE",
+    );
+    assert.deepEqual([...new Set(a.u16(out, 32))], [0x1234], "nothing written");
+    assert.equal(
+      code(() => nk.l1_sums3_bf16(mem, b, b, b, b, b, b, b, 32, size - 100)),
+      "ERR_SIZE",
+    );
+    assert.equal(
+      code(() => nk.l1_sums3_bf16(mem, b, b, b, b, b, b, b, 32, acc + 4)),
+      "ERR_SIZE",
+    );
+    assert.equal(
+      code(() => nk.l1_sums3_bf16(mem, b, b, b, size - 8, b, b, b, 32, acc)),
+      "ERR_SIZE",
+    );
+    assert.equal(
+      code(() => nk.l1_sums3_bf16(mem, b, b, b, b, b, b, b, 1.5, acc)),
+      "ERR_ARGS",
+    );
+    a.f64(acc, 27).fill(0);
+    nk.l1_sums3_bf16(mem, b, b, b, b, b, b, b, 32, acc); // and a valid call on the same memory goes through
+    assert.equal(a.f64(acc, 27)[0], 0);
   });
 });
