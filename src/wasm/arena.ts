@@ -372,6 +372,7 @@ function withNative(wasm: KernelExports, memory: WasmMemory): KernelExports {
       native.ta_consensus3_bf16_out(memory.buffer, b, models, normalize, lambda, out, n),
     l1_sums3_bf16: (x0, m0, x1, m1, x2, m2, b, n, acc) =>
       native.l1_sums3_bf16(memory.buffer, x0, m0, x1, m1, x2, m2, b, n, acc),
+    bernoulli: (k0, k1, lo, threshold, mask, n) => native.bernoulli(memory.buffer, k0, k1, lo, threshold, mask, n),
   };
 }
 

@@ -16,10 +16,17 @@ export interface NativeKernels {
   /** The masked combine (keep-masks of bytes 0 / 1, as the Bernoulli and top-k mask kernels write them). */
   ta_consensus3_bf16_out: WithMemory<KernelExports["ta_consensus3_bf16_out"]>;
   l1_sums3_bf16: WithMemory<KernelExports["l1_sums3_bf16"]>;
+  bernoulli: WithMemory<KernelExports["bernoulli"]>;
 }
 
 /** The kernels the addon provides (each checked at load). */
-const NAMES = ["ta_consensus3_topk_bf16_out", "delta_band3_bf16", "ta_consensus3_bf16_out", "l1_sums3_bf16"] as const;
+const NAMES = [
+  "ta_consensus3_topk_bf16_out",
+  "delta_band3_bf16",
+  "ta_consensus3_bf16_out",
+  "l1_sums3_bf16",
+  "bernoulli",
+] as const;
 
 /** The addon's build output, from src/wasm and dist/wasm alike. */
 const ADDON = "../../native/merge-kernels/build/Release/fusionkit_merge_kernels.node";

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { type WasmArena, wasmArena } from "../../src/wasm/arena.js";
 import { type NativeKernels, nativeKernels } from "../../src/wasm/native.js";
 
-// The native merge kernels (native/merge-kernels, AVX-512) stand in for four wasm kernels: the same tables, the
+// The native merge kernels (native/merge-kernels, AVX-512) stand in for five wasm kernels: the same tables, the
 // same bits (NaN payloads aside). Random inputs here (lengths that leave every tail, thresholds taken from the data so ties occur, ties left
 // crossing every count, specials); test/merge/wasm.test.ts runs both sets on its hand-built cases too.
 
@@ -240,6 +240,43 @@ describe("native merge kernels", () => {
     }
   });
 
+  it("Bernoulli keep-masks equal the wasm kernel's at any counter, threshold and length", { skip }, () => {
+    const nk = native as NativeKernels;
+    const a = wasmArena()!;
+    const r = rng(4000);
+    const u32 = () => Math.floor(r() * 4294967296) >>> 0;
+    for (let trial = 0; trial < 300; trial++) {
+      // counters anywhere, up to the end of the 2^32 block (which calls never cross: drawMask splits there), at every
+      // offset mod 4
+      const lo = trial % 5 === 0 ? (4294967296 - Math.floor(1 + r() * 3000)) >>> 0 : u32();
+      const n = Math.min(trial < 70 ? trial : Math.floor(r() * 3000), 4294967296 - lo);
+      const kind = trial % 3;
+      // thresholds with fine bits (a top-byte tie goes to the fine stream), without (no fine stream), tiny, huge
+      const threshold =
+        kind === 0
+          ? Math.max(1, u32())
+          : kind === 1
+            ? (Math.max(1, u32() >>> 24) << 24) >>> 0
+            : [1, 255, 0xffffffff][trial % 3]!;
+      const k0 = u32();
+      const k1 = u32();
+      const mark = a.mark();
+      const masks = [a.alloc(n + 1), a.alloc(n + 1)];
+      a.wasm.bernoulli(k0, k1, lo, threshold, masks[0]!, n);
+      nk.bernoulli(a.memory.buffer as ArrayBuffer, k0, k1, lo, threshold, masks[1]!, n);
+      const want = [...a.u8(masks[0]!, n)];
+      assert.deepEqual([...a.u8(masks[1]!, n)], want, `trial ${trial}: n=${n} lo=${lo} threshold=${threshold}`);
+      if (n > 1000 && kind === 0) {
+        const kept = want.reduce((x, y) => x + y, 0) / n;
+        assert.ok(
+          Math.abs(kept - threshold / 2 ** 32) < 0.06,
+          `trial ${trial}: kept ${kept} for p=${threshold / 2 ** 32}`,
+        );
+      }
+      a.release(mark);
+    }
+  });
+
   it("a call outside the memory, or with the wrong arguments, throws a RangeError and writes nothing", { skip }, () => {
     const nk = native as NativeKernels;
     const a = wasmArena()!;
@@ -354,6 +391,16 @@ describe("native merge kernels", () => {
     assert.equal(
       code(() => nk.l1_sums3_bf16(mem, b, b, b, b, b, b, b, 1.5, acc)),
       "ERR_ARGS",
+    );
+    assert.equal(
+      code(() => nk.bernoulli(mem, 1, 2, 0, 1 << 30, size - 10, 11)),
+      "ERR_SIZE",
+      "a mask past the end",
+    );
+    assert.equal(
+      code(() => nk.bernoulli(mem, 1, 2, 0, 2 ** 32, out, 8)),
+      "ERR_ARGS",
+      "a threshold of 2^32",
     );
     a.f64(acc, 27).fill(0);
     nk.l1_sums3_bf16(mem, b, b, b, b, b, b, b, 32, acc); // and a valid call on the same memory goes through

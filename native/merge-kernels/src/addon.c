@@ -4,6 +4,7 @@
 //   delta_band3_bf16(memory, x0, x1, x2, b, n, recs)
 //   ta_consensus3_bf16_out(memory, b, models, normalize, lambda, out, n)   (keep-masks of bytes 0 / 1)
 //   l1_sums3_bf16(memory, x0, m0, x1, m1, x2, m2, b, n, acc)
+//   bernoulli(memory, k0, k1, lo, threshold, mask, n)
 // Every region a call reads or writes (tables included) is checked against the memory's length and alignment, so a
 // wrong call throws a RangeError instead of touching memory outside the arena. `supported` says whether this CPU
 // runs them (AVX-512); the JS side uses the wasm kernels otherwise.
@@ -218,6 +219,19 @@ static napi_value l1_sums3_bf16(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value bernoulli(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  if (!kernel_args(env, info, 7, argv, "bernoulli")) return NULL;
+  uint8_t* mem;
+  size_t length;
+  uint32_t p[6];
+  if (!memory_and_u32s(env, argv, 6, &mem, &length, p))
+    return fail(env, "ERR_ARGS", "bernoulli(memory, k0, k1, lo, threshold, mask, n)");
+  if (!inside(length, p[4], p[5], 1)) return fail(env, "ERR_SIZE", "bernoulli: the mask lies outside the memory");
+  masked_bernoulli(p[0], p[1], p[2], p[3], mem + p[4], p[5]);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value supported, f1, f2;
   cpu_ok = ties_supported();
@@ -232,6 +246,9 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "ta_consensus3_bf16_out", f3);
   napi_create_function(env, "l1_sums3_bf16", NAPI_AUTO_LENGTH, l1_sums3_bf16, NULL, &f4);
   napi_set_named_property(env, exports, "l1_sums3_bf16", f4);
+  napi_value f5;
+  napi_create_function(env, "bernoulli", NAPI_AUTO_LENGTH, bernoulli, NULL, &f5);
+  napi_set_named_property(env, exports, "bernoulli", f5);
   return exports;
 }
 

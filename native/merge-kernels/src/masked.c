@@ -102,3 +102,62 @@ TARGET void masked_l1_sums3_bf16(const uint16_t* const x[3], const uint8_t* cons
     if (inf_kept[m]) acc[9 * m + 8] = 1;
   }
 }
+
+// ---- DARE keep-masks: keyed counter-based Bernoulli draws (src/tensor/kernels.ts's keyedU32, wasm's bernoulli) ----
+
+/** Keys of the fine stream: the low 24 bits of a draw, needed only where a top byte ties the threshold's. */
+#define FINE_K0 0x5bd1e995u
+#define FINE_K1 0x27d4eb2fu
+
+static inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  return x ^ (x >> 16);
+}
+
+static inline uint32_t fine_u24(uint32_t k0, uint32_t k1, uint32_t lo) {
+  return mix32(mix32(lo + (k0 ^ FINE_K0)) ^ (k1 ^ FINE_K1)) >> 8;
+}
+
+/** Draw number lo of stream (k0, k1): the top byte from a hash word shared by four draws, the rest fine. */
+static inline uint32_t keyed_u32(uint32_t k0, uint32_t k1, uint32_t lo) {
+  const uint32_t coarse = (mix32(mix32((lo >> 2) + k0) ^ k1) >> ((lo & 3) << 3)) & 255;
+  return (coarse << 24) | fine_u24(k0, k1, lo);
+}
+
+TARGET static inline __m512i mix16(__m512i x) {
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7feb352d));
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32((int32_t)0x846ca68bu));
+  return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+}
+
+TARGET void masked_bernoulli(uint32_t k0, uint32_t k1, uint32_t lo, uint32_t threshold, uint8_t* mask, int64_t n) {
+  int64_t i = 0;
+  // The head up to a counter multiple of 4 (a whole hash word), one draw at a time.
+  for (; i < n && ((lo + (uint32_t)i) & 3) != 0; i++) mask[i] = keyed_u32(k0, k1, lo + (uint32_t)i) < threshold;
+  const __m512i top = _mm512_set1_epi8((char)(threshold >> 24));
+  const uint32_t fine = threshold & 0xffffff;
+  const __m512i k0v = _mm512_set1_epi32((int32_t)k0);
+  const __m512i k1v = _mm512_set1_epi32((int32_t)k1);
+  const __m512i one = _mm512_set1_epi8(1);
+  // Hash word q of the step holds the top bytes of draws 4q .. 4q + 3 in its bytes, so the 64 bytes are the top
+  // bytes of 64 consecutive draws in order.
+  __m512i w = _mm512_add_epi32(_mm512_set1_epi32((int32_t)((lo + (uint32_t)i) >> 2)),
+                               _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  for (; i + 64 <= n; i += 64) {
+    const __m512i h = mix16(_mm512_xor_si512(mix16(_mm512_add_epi32(w, k0v)), k1v));
+    w = _mm512_add_epi32(w, _mm512_set1_epi32(16));
+    _mm512_storeu_si512((void*)(mask + i), _mm512_maskz_mov_epi8(_mm512_cmplt_epu8_mask(h, top), one));
+    if (fine != 0) {
+      for (uint64_t ties = _mm512_cmpeq_epu8_mask(h, top); ties != 0; ties &= ties - 1) {
+        const int j = __builtin_ctzll(ties);
+        mask[i + j] = fine_u24(k0, k1, lo + (uint32_t)(i + j)) < fine;
+      }
+    }
+  }
+  for (; i < n; i++) mask[i] = keyed_u32(k0, k1, lo + (uint32_t)i) < threshold;
+}
