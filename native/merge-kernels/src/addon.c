@@ -1,4 +1,4 @@
-// N-API glue for the native merge kernels (ties.c). Each function takes the wasm arena's memory (an ArrayBuffer)
+// N-API glue for the native merge kernels (ties.c, masked.c). Each function takes the wasm arena's memory (an ArrayBuffer)
 // and the same byte offsets, tables and results as the wasm kernel it stands in for (wasm/kernels.ts):
 //   ta_consensus3_topk_bf16_out(memory, b, models, sel, normalize, lambda, out, n)
 //   delta_band3_bf16(memory, x0, x1, x2, b, n, recs)
@@ -63,23 +63,20 @@ static uint32_t read_u32(const uint8_t* mem, uint32_t at) {
   return v;
 }
 
-/** argv[0] as the memory and argv[1..count] as u32 offsets / counts into out; else 0. */
-static int memory_and_u32s(napi_env env, napi_value* argv, size_t count, uint8_t** mem, size_t* length,
-                           uint32_t* out) {
-  if (!get_memory(env, argv[0], mem, length)) return 0;
-  for (size_t j = 0; j < count; j++)
-    if (!get_u32(env, argv[1 + j], &out[j])) return 0;
-  return 1;
-}
-
-/** A kernel call's arguments (exactly `count`), on a CPU that runs the kernels; else throws and returns 0. */
-static int kernel_args(napi_env env, napi_callback_info info, size_t count, napi_value* argv, const char* name) {
-  size_t argc = count;
+/**
+ * A kernel call's arguments, on a CPU that runs the kernels: exactly 1 + count of them, the memory first, then u32
+ * offsets / counts into u[] in order, except argument `float_at` (1-based; 0 = none), a number, into *f. Else it
+ * throws (ERR_ARGS with the call's usage, or ERR_CPU) and returns 0.
+ */
+static int call_args(napi_env env, napi_callback_info info, size_t count, const char* usage, uint8_t** mem,
+                     size_t* length, uint32_t* u, size_t float_at, float* f) {
+  napi_value argv[10];
+  size_t argc = 10;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
-  if (argc != count) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "%s takes %zu arguments", name, count);
-    fail(env, "ERR_ARGS", msg);
+  int ok = argc == 1 + count && get_memory(env, argv[0], mem, length);
+  for (size_t j = 1; ok && j <= count; j++) ok = j == float_at ? get_f32(env, argv[j], f) : get_u32(env, argv[j], u++);
+  if (!ok) {
+    fail(env, "ERR_ARGS", usage);
     return 0;
   }
   if (!cpu_ok) {
@@ -115,16 +112,14 @@ static int model_table(napi_env env, uint8_t* mem, size_t length, uint32_t model
 }
 
 static napi_value consensus3_topk_bf16_out(napi_env env, napi_callback_info info) {
-  napi_value argv[8];
-  if (!kernel_args(env, info, 8, argv, "ta_consensus3_topk_bf16_out")) return NULL;
   uint8_t* mem;
   size_t length;
-  uint32_t b, models, sel, normalize, out, n;
+  uint32_t p[6];
   float lambda;
-  if (!get_memory(env, argv[0], &mem, &length) || !get_u32(env, argv[1], &b) || !get_u32(env, argv[2], &models) ||
-      !get_u32(env, argv[3], &sel) || !get_u32(env, argv[4], &normalize) || !get_f32(env, argv[5], &lambda) ||
-      !get_u32(env, argv[6], &out) || !get_u32(env, argv[7], &n))
-    return fail(env, "ERR_ARGS", "ta_consensus3_topk_bf16_out(memory, b, models, sel, normalize, lambda, out, n)");
+  if (!call_args(env, info, 7, "ta_consensus3_topk_bf16_out(memory, b, models, sel, normalize, lambda, out, n)", &mem,
+                 &length, p, 5, &lambda))
+    return NULL;
+  const uint32_t b = p[0], models = p[1], sel = p[2], normalize = p[3], out = p[4], n = p[5];
   const uint64_t bytes = 2 * (uint64_t)n;
   if (!inside(length, sel, 24, 4) || !inside(length, b, bytes, 2) || !inside(length, out, bytes, 2))
     return fail(env, "ERR_SIZE", "ta_consensus3_topk_bf16_out: a region lies outside the memory");
@@ -141,13 +136,11 @@ static napi_value consensus3_topk_bf16_out(napi_env env, napi_callback_info info
 }
 
 static napi_value band3_bf16(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
-  if (!kernel_args(env, info, 7, argv, "delta_band3_bf16")) return NULL;
   uint8_t* mem;
   size_t length;
   uint32_t p[6];
-  if (!memory_and_u32s(env, argv, 6, &mem, &length, p))
-    return fail(env, "ERR_ARGS", "delta_band3_bf16(memory, x0, x1, x2, b, n, recs)");
+  if (!call_args(env, info, 6, "delta_band3_bf16(memory, x0, x1, x2, b, n, recs)", &mem, &length, p, 0, NULL))
+    return NULL;
   const uint32_t xs[3] = {p[0], p[1], p[2]}, b = p[3], n = p[4], recs = p[5];
   const uint64_t bytes = 2 * (uint64_t)n;
   if (!inside(length, b, bytes, 2) || !inside(length, recs, 96, 4))
@@ -175,16 +168,14 @@ static napi_value band3_bf16(napi_env env, napi_callback_info info) {
 }
 
 static napi_value consensus3_bf16_out(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
-  if (!kernel_args(env, info, 7, argv, "ta_consensus3_bf16_out")) return NULL;
   uint8_t* mem;
   size_t length;
-  uint32_t b, models, normalize, out, n;
+  uint32_t p[5];
   float lambda;
-  if (!get_memory(env, argv[0], &mem, &length) || !get_u32(env, argv[1], &b) || !get_u32(env, argv[2], &models) ||
-      !get_u32(env, argv[3], &normalize) || !get_f32(env, argv[4], &lambda) || !get_u32(env, argv[5], &out) ||
-      !get_u32(env, argv[6], &n))
-    return fail(env, "ERR_ARGS", "ta_consensus3_bf16_out(memory, b, models, normalize, lambda, out, n)");
+  if (!call_args(env, info, 6, "ta_consensus3_bf16_out(memory, b, models, normalize, lambda, out, n)", &mem, &length, p,
+                 4, &lambda))
+    return NULL;
+  const uint32_t b = p[0], models = p[1], normalize = p[2], out = p[3], n = p[4];
   if (!inside(length, b, 2 * (uint64_t)n, 2) || !inside(length, out, 2 * (uint64_t)n, 2))
     return fail(env, "ERR_SIZE", "ta_consensus3_bf16_out: a region lies outside the memory");
   const uint16_t* x[3];
@@ -197,13 +188,11 @@ static napi_value consensus3_bf16_out(napi_env env, napi_callback_info info) {
 }
 
 static napi_value l1_sums3_bf16(napi_env env, napi_callback_info info) {
-  napi_value argv[10];
-  if (!kernel_args(env, info, 10, argv, "l1_sums3_bf16")) return NULL;
   uint8_t* mem;
   size_t length;
   uint32_t p[9];
-  if (!memory_and_u32s(env, argv, 9, &mem, &length, p))
-    return fail(env, "ERR_ARGS", "l1_sums3_bf16(memory, x0, m0, x1, m1, x2, m2, b, n, acc)");
+  if (!call_args(env, info, 9, "l1_sums3_bf16(memory, x0, m0, x1, m1, x2, m2, b, n, acc)", &mem, &length, p, 0, NULL))
+    return NULL;
   const uint64_t n = p[7];
   if (!inside(length, p[6], 2 * n, 2) || !inside(length, p[8], 9 * 3 * 8, 8))
     return fail(env, "ERR_SIZE", "l1_sums3_bf16: a region lies outside the memory");
@@ -220,35 +209,36 @@ static napi_value l1_sums3_bf16(napi_env env, napi_callback_info info) {
 }
 
 static napi_value bernoulli(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
-  if (!kernel_args(env, info, 7, argv, "bernoulli")) return NULL;
   uint8_t* mem;
   size_t length;
   uint32_t p[6];
-  if (!memory_and_u32s(env, argv, 6, &mem, &length, p))
-    return fail(env, "ERR_ARGS", "bernoulli(memory, k0, k1, lo, threshold, mask, n)");
+  if (!call_args(env, info, 6, "bernoulli(memory, k0, k1, lo, threshold, mask, n)", &mem, &length, p, 0, NULL))
+    return NULL;
   if (!inside(length, p[4], p[5], 1)) return fail(env, "ERR_SIZE", "bernoulli: the mask lies outside the memory");
   masked_bernoulli(p[0], p[1], p[2], p[3], mem + p[4], p[5]);
   return NULL;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value supported, f1, f2;
+  static const struct {
+    const char* name;
+    napi_callback fn;
+  } kernels[] = {
+      {"ta_consensus3_topk_bf16_out", consensus3_topk_bf16_out},
+      {"delta_band3_bf16", band3_bf16},
+      {"ta_consensus3_bf16_out", consensus3_bf16_out},
+      {"l1_sums3_bf16", l1_sums3_bf16},
+      {"bernoulli", bernoulli},
+  };
   cpu_ok = ties_supported();
+  napi_value supported;
   napi_get_boolean(env, cpu_ok != 0, &supported);
   napi_set_named_property(env, exports, "supported", supported);
-  napi_create_function(env, "ta_consensus3_topk_bf16_out", NAPI_AUTO_LENGTH, consensus3_topk_bf16_out, NULL, &f1);
-  napi_set_named_property(env, exports, "ta_consensus3_topk_bf16_out", f1);
-  napi_create_function(env, "delta_band3_bf16", NAPI_AUTO_LENGTH, band3_bf16, NULL, &f2);
-  napi_set_named_property(env, exports, "delta_band3_bf16", f2);
-  napi_value f3, f4;
-  napi_create_function(env, "ta_consensus3_bf16_out", NAPI_AUTO_LENGTH, consensus3_bf16_out, NULL, &f3);
-  napi_set_named_property(env, exports, "ta_consensus3_bf16_out", f3);
-  napi_create_function(env, "l1_sums3_bf16", NAPI_AUTO_LENGTH, l1_sums3_bf16, NULL, &f4);
-  napi_set_named_property(env, exports, "l1_sums3_bf16", f4);
-  napi_value f5;
-  napi_create_function(env, "bernoulli", NAPI_AUTO_LENGTH, bernoulli, NULL, &f5);
-  napi_set_named_property(env, exports, "bernoulli", f5);
+  for (size_t j = 0; j < sizeof kernels / sizeof kernels[0]; j++) {
+    napi_value f;
+    napi_create_function(env, kernels[j].name, NAPI_AUTO_LENGTH, kernels[j].fn, NULL, &f);
+    napi_set_named_property(env, exports, kernels[j].name, f);
+  }
   return exports;
 }
 
