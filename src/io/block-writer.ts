@@ -42,7 +42,9 @@ export const HEAD = SLOTS;
 export const CLOSED = SLOTS + 1;
 /** Index in `control` of the number of requests the writer has finished (its sign of life). */
 export const DONE = SLOTS + 2;
-const CONTROL_WORDS = SLOTS + 3;
+/** Index in `control` of the flag set when the writer thread failed to load or crashed (threads.ts FailureSignal). */
+const DEAD = SLOTS + 3;
+const CONTROL_WORDS = SLOTS + 4;
 /** A writer that finishes nothing for this long while blocks wait is taken for dead (an IO_ERROR, not a hang). */
 const STALL_MS = 60_000;
 /** How long `close` waits for the writer thread to stop. */
@@ -165,7 +167,11 @@ export class BlockWriter {
       port: port2,
       directIo: this.directIo,
     };
-    this.thread = startThread(import.meta.url, this.threadModule, init, [port2]);
+    this.thread = startThread(import.meta.url, this.threadModule, init, [port2], {
+      control: "control",
+      word: DEAD,
+      port: "port",
+    });
     this.thread.unref();
     // Delivered when this thread is back in its event loop (between tensors); the next wait reports it.
     this.thread.on("error", (e: Error) => {
@@ -182,6 +188,7 @@ export class BlockWriter {
     let since = Date.now();
     while (Atomics.load(this.control, slot) === BUSY) {
       Atomics.wait(this.control, slot, BUSY, Math.min(1000, this.stallMs));
+      if (Atomics.load(this.control, DEAD) !== 0) throw this.died();
       const now = Atomics.load(this.control, DONE);
       if (now !== done) {
         done = now;
@@ -205,5 +212,14 @@ export class BlockWriter {
       e?.message ?? "write failed in the writer thread",
       { file: e?.file },
     );
+  }
+
+  /** The writer thread failed to load or crashed: its message, from the port, as the writer's death. */
+  private died(): FusionError {
+    let m = receiveMessageOnPort(this.port!);
+    while (m !== undefined && (m.message as { slot: number }).slot !== -1) m = receiveMessageOnPort(this.port!);
+    const e = (m?.message as { error?: { message: string } } | undefined)?.error;
+    this.dead = new FusionError("IO_ERROR", `the output writer thread failed: ${e?.message ?? "it stopped"}`);
+    return this.dead;
   }
 }

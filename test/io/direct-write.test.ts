@@ -116,19 +116,54 @@ describe("BlockWriter: blocks written by the writer thread", () => {
     assert.deepEqual([...readFileSync(ok)], [0, 0, 1, 2, 3, 0, 0, 0]);
   });
 
-  it("a writer thread that never starts is an IO_ERROR after the stall time, not a hang", () => {
-    const w = new BlockWriter(true, { slotBytes: DIRECT_ALIGN, stallMs: 300, threadModule: "no-such-writer" });
+  it("a writer thread that never starts is an IO_ERROR at once, with its reason, not a hang", () => {
+    const w = new BlockWriter(true, { slotBytes: DIRECT_ALIGN, threadModule: "no-such-writer" });
     const file = join(root, "never");
     writeFileSync(file, new Uint8Array(8));
     const t0 = Date.now();
     w.write(file, new Uint8Array(10), 0);
     assert.throws(
       () => w.drain(),
-      (e: unknown) => e instanceof FusionError && e.code === "IO_ERROR" && /finished no write/.test(e.detail),
+      (e: unknown) =>
+        e instanceof FusionError && e.code === "IO_ERROR" && /writer thread failed: .*no-such-writer/.test(e.detail),
     );
-    assert.ok(Date.now() - t0 < 5000, "reported within seconds");
+    assert.ok(Date.now() - t0 < 5000, "reported within seconds, not after the 60 s stall time");
     assert.throws(() => w.drain(), FusionError, "and again, at once");
     assert.throws(() => w.close(), FusionError, "close reports it too (and stops the thread)");
     w.close(); // then nothing is left to report
+  });
+
+  it("a writer thread that crashes is reported at once with its error, even while every slot is in flight", () => {
+    const w = new BlockWriter(true, { slotBytes: DIRECT_ALIGN, threadModule: "../../test/io/fixtures/crash-writer" });
+    const file = join(root, "crashed");
+    writeFileSync(file, new Uint8Array(8));
+    const t0 = Date.now();
+    assert.throws(
+      () => {
+        for (let i = 0; i < 100; i++) w.write(file, new Uint8Array(DIRECT_ALIGN), 0);
+        w.drain();
+      },
+      (e: unknown) => e instanceof FusionError && e.code === "IO_ERROR" && /crashed on purpose/.test(e.detail),
+    );
+    assert.ok(Date.now() - t0 < 5000, "reported within seconds");
+    assert.throws(() => w.close(), FusionError);
+    w.close();
+  });
+
+  it("a writer thread that lives but writes nothing is an IO_ERROR after the stall time", () => {
+    const w = new BlockWriter(true, {
+      slotBytes: DIRECT_ALIGN,
+      stallMs: 300,
+      threadModule: "../../test/io/fixtures/stall-writer",
+    });
+    const file = join(root, "stalled");
+    writeFileSync(file, new Uint8Array(8));
+    w.write(file, new Uint8Array(10), 0);
+    assert.throws(
+      () => w.drain(),
+      (e: unknown) => e instanceof FusionError && e.code === "IO_ERROR" && /finished no write/.test(e.detail),
+    );
+    assert.throws(() => w.close(), FusionError);
+    w.close();
   });
 });
