@@ -203,10 +203,8 @@ export class BlockWriter {
     }
     if (Atomics.load(this.control, slot) !== FAILED) return;
     Atomics.store(this.control, slot, FREE);
-    let m = receiveMessageOnPort(this.port!);
     // The writer posts its error before it marks the slot failed: it is there (possibly after an older one).
-    while (m !== undefined && (m.message as { slot: number }).slot !== slot) m = receiveMessageOnPort(this.port!);
-    const e = (m?.message as { error?: { message: string; code?: string; file?: string } } | undefined)?.error;
+    const e = this.errorFor(slot);
     throw new FusionError(
       (e?.code as FusionErrorCode | undefined) ?? "IO_ERROR",
       e?.message ?? "write failed in the writer thread",
@@ -216,10 +214,15 @@ export class BlockWriter {
 
   /** The writer thread failed to load or crashed: its message, from the port, as the writer's death. */
   private died(): FusionError {
-    let m = receiveMessageOnPort(this.port!);
-    while (m !== undefined && (m.message as { slot: number }).slot !== -1) m = receiveMessageOnPort(this.port!);
-    const e = (m?.message as { error?: { message: string } } | undefined)?.error;
+    const e = this.errorFor(-1);
     this.dead = new FusionError("IO_ERROR", `the output writer thread failed: ${e?.message ?? "it stopped"}`);
     return this.dead;
+  }
+
+  /** The error the writer posted for `slot` (-1: its death), skipping older messages. */
+  private errorFor(slot: number): { message: string; code?: string; file?: string } | undefined {
+    let m = receiveMessageOnPort(this.port!);
+    while (m !== undefined && (m.message as { slot: number }).slot !== slot) m = receiveMessageOnPort(this.port!);
+    return (m?.message as { error?: { message: string; code?: string; file?: string } } | undefined)?.error;
   }
 }

@@ -28,9 +28,9 @@ export function startThread(
   const ts = from.endsWith(".ts");
   const url = new URL(`./${name}.${ts ? "ts" : "js"}`, from);
   if (!ts && failure === undefined) return new Worker(url, { workerData, transferList });
-  const api = JSON.stringify(import.meta.resolve("tsx/esm/api"));
+  // Resolved only under tsx: an installed package has no tsx (a dev dependency), and resolving it would throw.
   let code = ts
-    ? `import(${api}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`
+    ? `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`
     : `import(${JSON.stringify(url.href)})`;
   if (failure !== undefined) {
     const c = JSON.stringify(failure.control);
