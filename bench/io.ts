@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { ModelDir } from "../src/io/model-dir.js";
 import { formatBytes } from "../src/report/format.js";
 import { writeSyntheticLlama } from "../src/synth/llama.js";
-import { peakRssMB } from "./peak-rss.js";
+import { peakRssMB } from "./peak-rss.mjs";
 
 const CACHE = resolve(fileURLToPath(import.meta.url), "../../.bench-cache");
 const REPEATS = 5;

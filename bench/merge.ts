@@ -1,28 +1,16 @@
 // npm run bench:merge — merge three Llama-shaped bf16 checkpoints (>= 1.5 GB each) plus a base with linear,
 // task_arithmetic, ties (density 0.5) and dare_ties, against a raw I/O baseline (read every input byte, write one
-// output's bytes, fsync), in one run. Each measurement is its own process so peak RSS is its own; a 4-layer set with
-// the same tensor sizes shows whether peak RSS depends on checkpoint size. Merges run the built package (dist/, as
-// `fusionkit merge` does; the npm script builds it first): under tsx every worker thread would first register the
-// TypeScript loader and compile the sources, ~0.7 s of start-up that no user pays.
+// output's bytes, fsync), in one run. Each measurement is its own process (bench/merge-child.mjs) so peak RSS is its
+// own; a 4-layer set with the same tensor sizes shows whether peak RSS depends on checkpoint size. Merges run the
+// built package (dist/, as `fusionkit merge` does; the npm script builds it first) under plain node: under tsx every
+// worker thread would register the TypeScript loader, start-up that no user pays.
 import { spawnSync } from "node:child_process";
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readdirSync,
-  readSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { formatBytes } from "../src/report/format.js";
 import { writeSyntheticLlama } from "../src/synth/llama.js";
-import { peakRssMB } from "./peak-rss.js";
 
 const CACHE = resolve(fileURLToPath(import.meta.url), "../../.bench-cache");
 const SHAPE = { vocabSize: 32000, hiddenSize: 2048, intermediateSize: 5632, numHeads: 16, numKvHeads: 4 };
@@ -66,32 +54,6 @@ function shardFiles(dir: string): string[] {
     .map((f) => join(dir, f));
 }
 
-/**
- * Read every byte of the inputs (16 MB reads), write as many bytes as one model to a file, fsync. Through the page
- * cache, so on these VMs its write takes 0.3 s for 1.52 GB right after a run freed pages, ~2-3 s once freed memory
- * has gone back to the host (1-3 s later): the line prints every run's time.
- */
-function baseline(setDir: string, out: string): { bytesRead: number; bytesWritten: number } {
-  const buf = new Uint8Array(16 << 20);
-  let bytesRead = 0;
-  for (const m of MODELS) {
-    for (const f of shardFiles(join(setDir, m))) {
-      const fd = openSync(f, "r");
-      for (let got = readSync(fd, buf, 0, buf.length, null); got > 0; got = readSync(fd, buf, 0, buf.length, null))
-        bytesRead += got;
-      closeSync(fd);
-    }
-  }
-  const outBytes = shardFiles(join(setDir, "ft1")).reduce((s, f) => s + statSync(f).size, 0);
-  const fd = openSync(out, "w");
-  let bytesWritten = 0;
-  while (bytesWritten < outBytes) bytesWritten += writeSync(fd, buf, 0, Math.min(buf.length, outBytes - bytesWritten));
-  fsyncSync(fd);
-  closeSync(fd);
-  rmSync(out);
-  return { bytesRead, bytesWritten };
-}
-
 interface Measured {
   seconds: number;
   /** User + system CPU seconds of the whole process (worker threads included): less sensitive to other load. */
@@ -99,39 +61,18 @@ interface Measured {
   maxRssMB: number;
 }
 
-async function child(what: string, setDir: string, jobs: number): Promise<void> {
-  const out = join(setDir, `out-${what}`);
-  rmSync(out, { recursive: true, force: true });
-  const t0 = performance.now();
-  const c0 = process.cpuUsage();
-  if (what === "baseline") baseline(setDir, out);
-  else {
-    const dist = new URL("../dist/engine/merge.js", import.meta.url).href;
-    const { merge } = (await import(dist)) as typeof import("../src/engine/merge.js");
-    await merge(join(setDir, `${what}.yml`), out, { jobs, randomSeed: 1 });
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const c = process.cpuUsage(c0);
-  rmSync(out, { recursive: true, force: true });
-  console.log(JSON.stringify({ seconds, cpuSeconds: (c.user + c.system) / 1e6, maxRssMB: peakRssMB() }));
-}
-
 function measure(what: string, setDir: string, jobs: number): Measured {
-  const r = spawnSync(
-    process.execPath,
-    ["--import", import.meta.resolve("tsx"), fileURLToPath(import.meta.url), "--child", what, setDir, String(jobs)],
-    {
-      encoding: "utf8",
-      cwd: setDir, // model references in the configs are relative to the set's folder
-    },
-  );
+  const child = fileURLToPath(new URL("./merge-child.mjs", import.meta.url));
+  const r = spawnSync(process.execPath, [child, what, setDir, String(jobs)], {
+    encoding: "utf8",
+    cwd: setDir, // model references in the configs are relative to the set's folder
+  });
   if (r.status !== 0) throw new Error(`${what} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split("\n").at(-1)!) as Measured;
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  if (argv[0] === "--child") return child(argv[1]!, argv[2]!, Number(argv[3]));
   const jobs = Math.max(1, cpus().length);
   // --repeat N (default 3): N (baseline, method) pairs per method; the fastest baseline and the fastest method run
   // are reported (noise only adds: on these VMs one run of the same work can take twice as long as the next).
