@@ -35,10 +35,8 @@ TARGET void masked_consensus3_bf16(const uint16_t* b, const uint16_t* const x[3]
   }
 }
 
-/** Add sixteen float32 lanes, widened, to four float64 sums: lane j takes lanes j, 4 + j, 8 + j, 12 + j in order. */
-TARGET static inline __m256d add16(__m256d sum, __m512 v) {
-  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-  const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+/** Four float64 sums += sixteen float64 lanes (lo, then hi): lane j takes lo[j], lo[4 + j], hi[j], hi[4 + j] in order. */
+TARGET static inline __m256d add16(__m256d sum, __m512d lo, __m512d hi) {
   sum = _mm256_add_pd(sum, _mm512_castpd512_pd256(lo));
   sum = _mm256_add_pd(sum, _mm512_extractf64x4_pd(lo, 1));
   sum = _mm256_add_pd(sum, _mm512_castpd512_pd256(hi));
@@ -48,7 +46,6 @@ TARGET static inline __m256d add16(__m256d sum, __m512 v) {
 TARGET void masked_l1_sums3_bf16(const uint16_t* const x[3], const uint8_t* const keep[3], const uint16_t* b,
                                  int64_t n, double* acc) {
   const __m512 inf = _mm512_set1_ps(__builtin_inff());
-  const __m512 zero = _mm512_setzero_ps();
   const __m512i abs = _mm512_set1_epi32(ABS);
   __m256d before[3], after[3];
   int inf_kept[3] = {0, 0, 0};
@@ -61,16 +58,19 @@ TARGET void masked_l1_sums3_bf16(const uint16_t* const x[3], const uint8_t* cons
     const __m512 bv = widen16(b + i);
     for (int m = 0; m < 3; m++) {
       const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16(x[m] + i), bv)), abs));
-      const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(keep[m] + i))));
-      __m512 p = _mm512_mul_ps(a, q);
+      const __m128i bytes = _mm_loadu_si128((const __m128i*)(keep[m] + i));
+      const __mmask16 kept = _mm_test_epi8_mask(bytes, bytes);
+      // The wasm kernel's p = a * q (q = keep byte, 0 or 1), without the multiply: a where kept, and where a is NaN
+      // (NaN * 0 is that NaN), else +0; infinite entries count in infKept instead of `after` (inf * 0 is NaN).
+      const __mmask16 nan = _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
       const __mmask16 infinite = _mm512_cmp_ps_mask(a, inf, _CMP_EQ_OQ);
-      if (infinite != 0) {
-        // Rare: infinite entries count in infKept instead of `after`.
-        if ((infinite & _mm512_cmp_ps_mask(q, zero, _CMP_NEQ_UQ)) != 0) inf_kept[m] = 1;
-        p = _mm512_maskz_mov_ps((__mmask16)~infinite, p);
-      }
-      before[m] = add16(before[m], a);
-      after[m] = add16(after[m], p);
+      inf_kept[m] |= (infinite & kept) != 0;
+      const __mmask16 p = (__mmask16)((kept | nan) & ~infinite);
+      // Widened once: p's lanes are a's, masked (widening +0 gives +0).
+      const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(a));
+      const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+      before[m] = add16(before[m], lo, hi);
+      after[m] = add16(after[m], _mm512_maskz_mov_pd((__mmask8)p, lo), _mm512_maskz_mov_pd((__mmask8)(p >> 8), hi));
     }
   }
   double be[3][4], af[3][4];
