@@ -18,13 +18,14 @@ TARGET void masked_consensus3_bf16(const uint16_t* b, const uint16_t* const x[3]
                                    int64_t n) {
   const int finite = __builtin_fabsf(w[0]) < __builtin_inff() && __builtin_fabsf(w[1]) < __builtin_inff() &&
                      __builtin_fabsf(w[2]) < __builtin_inff();
+  const __m512 divs = divisors16(w);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 bv = widen16(b + i);
     const __m512 v0 = weighted16(_mm512_sub_ps(widen16(x[0] + i), bv), scale[0], w[0], keep_lanes(keep[0], i), finite);
     const __m512 v1 = weighted16(_mm512_sub_ps(widen16(x[1] + i), bv), scale[1], w[1], keep_lanes(keep[1], i), finite);
     const __m512 v2 = weighted16(_mm512_sub_ps(widen16(x[2] + i), bv), scale[2], w[2], keep_lanes(keep[2], i), finite);
-    store_bf16x16(out + i, elect16(bv, v0, v1, v2, w, normalize, lambda));
+    store_bf16x16(out + i, elect16(bv, v0, v1, v2, divs, normalize, lambda));
   }
   for (; i < n; i++) {
     const float bs = bf16_to_f32(b[i]);

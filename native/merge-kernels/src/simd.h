@@ -30,31 +30,50 @@ TARGET static inline __m512 widen16(const uint16_t* p) {
 TARGET static inline __m512 weighted16(__m512 d, float scale, float w, __mmask16 keep, int finite) {
   __m512 t = d;
   if (scale != 1.0f) t = _mm512_mul_ps(t, _mm512_set1_ps(scale));
-  const __m512 v = _mm512_mul_ps(t, _mm512_set1_ps(w));
-  if (finite) return _mm512_maskz_mov_ps(keep, v);
-  return _mm512_mask_blend_ps(keep, _mm512_set1_ps(0.0f * w), v);
+  // 0 * w is +0 for a finite w (a zeroing multiply), NaN for an infinite one
+  if (finite) return _mm512_maskz_mul_ps(keep, t, _mm512_set1_ps(w));
+  return _mm512_mask_mul_ps(_mm512_set1_ps(0.0f * w), keep, t, _mm512_set1_ps(w));
 }
 
-/** The sign election of three weighted deltas and the combine (wasm's elect3). */
-TARGET static inline __m512 elect16(__m512 b, __m512 v0, __m512 v1, __m512 v2, const float* w, int normalize,
+/**
+ * The divisors of the normalized combine by lane index t0 + 2 t1 + 4 t2 (which models agree with the vote), repeated:
+ * ((0 + w0) + w1) + w2 over the agreeing models, as elect16 would sum them, and 1 for a zero sum.
+ */
+TARGET static inline __m512 divisors16(const float* w) {
+  float d[16];
+  for (int i = 0; i < 8; i++) {
+    float s = 0.0f;
+    s = s + ((i & 1) ? w[0] : 0.0f);
+    s = s + ((i & 2) ? w[1] : 0.0f);
+    s = s + ((i & 4) ? w[2] : 0.0f);
+    d[i] = d[i + 8] = s == 0.0f ? 1.0f : s;
+  }
+  return _mm512_loadu_ps(d);
+}
+
+/**
+ * The sign election of three weighted deltas and the combine (wasm's elect3); divs from divisors16. Bit for bit
+ * wasm's operations, with these shortcuts: the vote skips elect3's leading 0 + (only its sign is used, and 0 + v
+ * differs from v only for v = -0, which votes the same); the mixed sum adds the agreeing deltas by masked adds (a
+ * sum that starts at +0 is never -0, so adding a zeroed lane's +0 leaves it as it is); the divisor is looked up.
+ */
+TARGET static inline __m512 elect16(__m512 b, __m512 v0, __m512 v1, __m512 v2, __m512 divs, int normalize,
                                     float lambda) {
   const __m512 zero = _mm512_setzero_ps();
-  const __m512 vote = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(zero, v0), v1), v2);
+  const __m512 vote = _mm512_add_ps(_mm512_add_ps(v0, v1), v2);
   const __mmask16 ge = _mm512_cmp_ps_mask(vote, zero, _CMP_GE_OQ);
   const __m512i flip = _mm512_maskz_mov_epi32((__mmask16)~ge, _mm512_set1_epi32((int32_t)0x80000000));
   const __mmask16 t0 = _mm512_cmp_ps_mask(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v0), flip)), zero, _CMP_GT_OQ);
   const __mmask16 t1 = _mm512_cmp_ps_mask(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v1), flip)), zero, _CMP_GT_OQ);
   const __mmask16 t2 = _mm512_cmp_ps_mask(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v2), flip)), zero, _CMP_GT_OQ);
-  __m512 mixed = _mm512_add_ps(
-      _mm512_add_ps(_mm512_add_ps(zero, _mm512_maskz_mov_ps(t0, v0)), _mm512_maskz_mov_ps(t1, v1)),
-      _mm512_maskz_mov_ps(t2, v2));
+  __m512 mixed = _mm512_mask_add_ps(zero, t0, zero, v0);
+  mixed = _mm512_mask_add_ps(mixed, t1, mixed, v1);
+  mixed = _mm512_mask_add_ps(mixed, t2, mixed, v2);
   if (normalize) {
-    const __m512 div = _mm512_add_ps(
-        _mm512_add_ps(_mm512_add_ps(zero, _mm512_maskz_mov_ps(t0, _mm512_set1_ps(w[0]))),
-                      _mm512_maskz_mov_ps(t1, _mm512_set1_ps(w[1]))),
-        _mm512_maskz_mov_ps(t2, _mm512_set1_ps(w[2])));
-    const __mmask16 none = _mm512_cmp_ps_mask(div, zero, _CMP_EQ_OQ);
-    mixed = _mm512_div_ps(mixed, _mm512_mask_blend_ps(none, div, _mm512_set1_ps(1.0f)));
+    __m512i idx = _mm512_maskz_mov_epi32(t0, _mm512_set1_epi32(1));
+    idx = _mm512_mask_or_epi32(idx, t1, idx, _mm512_set1_epi32(2));
+    idx = _mm512_mask_or_epi32(idx, t2, idx, _mm512_set1_epi32(4));
+    mixed = _mm512_div_ps(mixed, _mm512_permutexvar_ps(idx, divs));
   }
   if (lambda != 1.0f) mixed = _mm512_mul_ps(mixed, _mm512_set1_ps(lambda));
   return _mm512_add_ps(b, mixed);

@@ -48,6 +48,7 @@ TARGET void ties_consensus3_topk_bf16(const uint16_t* b, const uint16_t* const x
   int32_t l0 = left[0], l1 = left[1], l2 = left[2];
   const int finite = __builtin_fabsf(w[0]) < __builtin_inff() && __builtin_fabsf(w[1]) < __builtin_inff() &&
                      __builtin_fabsf(w[2]) < __builtin_inff();
+  const __m512 divs = divisors16(w);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 bv = widen16(b + i);
@@ -58,7 +59,7 @@ TARGET void ties_consensus3_topk_bf16(const uint16_t* b, const uint16_t* const x
     const __mmask16 k1 = keep16(_mm512_and_si512(_mm512_castps_si512(d1), abs), tv1, &l1);
     const __mmask16 k2 = keep16(_mm512_and_si512(_mm512_castps_si512(d2), abs), tv2, &l2);
     const __m512 r = elect16(bv, weighted16(d0, scale[0], w[0], k0, finite), weighted16(d1, scale[1], w[1], k1, finite),
-                             weighted16(d2, scale[2], w[2], k2, finite), w, normalize, lambda);
+                             weighted16(d2, scale[2], w[2], k2, finite), divs, normalize, lambda);
     store_bf16x16(out + i, r);
   }
   for (; i < n; i++) {
