@@ -43,6 +43,8 @@ const SAMPLE_SIZE = 1 << 16;
 /** Bytes of bit-packed Bernoulli masks kept from the statistics pass for the output pass (drawing costs more). */
 const MASK_CACHE_BYTES = 16 << 20;
 const LO_BINS = 1 << 16;
+/** The largest share of a tensor's keys a band pass gathers (4 bytes a key, per sparsified model). */
+const MAX_BAND_SHARE = 1 / 8;
 /** float64s per model of the L1 accumulators: before[4], after[4], infKept. */
 const REC = 9;
 
@@ -280,7 +282,10 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
         const band = bands[i]!;
         s.bandLo = band.lo;
         s.bandHi = band.hi;
-        s.cap = Math.min(n, Math.ceil(n * band.share) + 4096);
+        // A band of one key gathers nothing: its count settles the threshold (the common case of a model equal to
+        // the base, or of mostly unchanged entries: every key 0). Any other band gathers at most MAX_BAND_SHARE of
+        // the tensor; a band that holds more costs the two radix passes instead of memory.
+        s.cap = band.lo === band.hi ? 0 : Math.min(n, Math.ceil(n * Math.min(band.share, MAX_BAND_SHARE)) + 4096);
         s.keys = a.alloc((s.cap + 4) * 4);
         s.bandBelow = 0;
       });
@@ -338,8 +343,11 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
         const pos = n - s.take; // ascending position of the threshold
         if (phase === "band") {
           const gathered = a.u32(s.counts, 2)[1]!;
-          if (gathered <= s.cap && s.bandBelow <= pos && pos < s.bandBelow + gathered) {
-            const t = selectKey(a, s, gathered, pos - s.bandBelow);
+          const single = s.bandLo === s.bandHi;
+          if ((single || gathered <= s.cap) && s.bandBelow <= pos && pos < s.bandBelow + gathered) {
+            const t = single
+              ? { key: s.bandLo, below: 0, equal: gathered }
+              : selectKey(a, s, gathered, pos - s.bandBelow);
             s.key = t.key;
             s.take = s.take - (n - s.bandBelow - t.below - t.equal);
             s.settled = true;

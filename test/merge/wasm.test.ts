@@ -543,6 +543,54 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     }
   });
 
+  it("a band of one key (a model equal to the base, mostly unchanged entries) settles from counts, gathering nothing", () => {
+    const n = 40000;
+    const r = rng(11);
+    const base = new Float32Array(n).map(() => (r() - 0.5) * 0.1);
+    // model 0 equal to the base (every key 0), model 1 changed in 1 entry of 10, model 2 in 1 of 3: at these
+    // densities each threshold is the key 0, ties kept in index order
+    const models = [0, 0.1, 1 / 3].map((changed) => base.map((b) => (r() < changed ? b + (r() - 0.5) * 0.01 : b)));
+    const modelParams = [0.5, 0.3, 0.4].map((density) => ({ weight: 0.5, density }));
+    for (const method of ["ties", "dare_ties"]) {
+      const m = getMethod(method);
+      const whole = wholeMerge(m, {}, modelParams, base, models);
+      const mark = a.mark();
+      const stream = streamOf(m, n, 3, {}, modelParams, 4096);
+      const outPtr = a.alloc(4096 * 4);
+      const took = giveSample(a, stream, base, models);
+      // no gathered keys (before: a buffer for the whole tensor per model, 4 bytes a key, 480 KB here)
+      if (method === "ties") assert.ok(took <= 3 * 64, `${method}: the sample took ${took} bytes of arena`);
+      const arr = inArena(a, [base, ...models]);
+      const got = runStream(stream, arr[0]!, arr.slice(1), 4096, () => a.f32(outPtr, 4096));
+      if (method === "ties") assert.equal(stream.passes, 1, "settled by the band pass: no radix passes");
+      bitsEqual(got, whole.data, method);
+      a.release(mark);
+    }
+  });
+
+  it("a band that holds more than an eighth of the tensor runs the radix passes instead of gathering it", () => {
+    const n = 40000;
+    const r = rng(12);
+    const base = new Float32Array(n).map(() => (r() - 0.5) * 0.1);
+    // |delta| near 0.25 or 0.75 (float32 rounding spreads each over a few keys), half and half: the threshold at the
+    // median lies between the two, so the band spans both and holds nearly every key
+    const models = [0, 1, 2].map(() => base.map((b) => b + (r() < 0.5 ? 0.25 : 0.75) * (r() < 0.5 ? -1 : 1)));
+    const modelParams = [0.5, 0.5, 0.5].map((density) => ({ weight: 0.5, density }));
+    const m = getMethod("ties");
+    const whole = wholeMerge(m, {}, modelParams, base, models);
+    const mark = a.mark();
+    const stream = streamOf(m, n, 3, {}, modelParams, 4096);
+    const outPtr = a.alloc(4096 * 4);
+    const took = giveSample(a, stream, base, models);
+    // at most an eighth of the tensor per model, 4 bytes a key (plus the slack of 4096 keys and 4 more)
+    assert.ok(took <= 3 * 4 * (n / 8 + 4100) + 3 * 64, `the sample took ${took} bytes of arena`);
+    const arr = inArena(a, [base, ...models]);
+    const got = runStream(stream, arr[0]!, arr.slice(1), 4096, () => a.f32(outPtr, 4096));
+    assert.equal(stream.passes, 3, "the band overflowed its buffer, so the radix passes ran");
+    bitsEqual(got, whole.data, "ties");
+    a.release(mark);
+  });
+
   it("streams that read raw bf16 chunks (no decoding) equal the whole-tensor merge of the decoded values", () => {
     const n = 10007;
     const runs: [string, ParamValues, ParamValues[]][] = [
@@ -681,9 +729,10 @@ function runStream(
  * Hand the stream the sample it asks for (the runs at sampleStarts, as the engine reads them) from these arrays.
  * Allocates in the arena (so do it before taking views that must stay valid).
  */
-function giveSample(a: WasmArena, stream: StreamingMerge, base: Float32Array, models: Float32Array[]): void {
+/** Feed the stream its sample; the arena bytes the stream took for it (gathered-key buffers). */
+function giveSample(a: WasmArena, stream: StreamingMerge, base: Float32Array, models: Float32Array[]): number {
   const wanted = stream.sampleSize ?? 0;
-  if (wanted === 0 || stream.sample === undefined) return;
+  if (wanted === 0 || stream.sample === undefined) return 0;
   const n = base.length;
   const starts = sampleStarts(n, wanted);
   const m = starts.length * SAMPLE_RUN;
@@ -694,7 +743,9 @@ function giveSample(a: WasmArena, stream: StreamingMerge, base: Float32Array, mo
       views[i]!.set(x.subarray(start, start + SAMPLE_RUN), j * SAMPLE_RUN);
     });
   });
+  const before = a.mark();
   stream.sample({ start: 0, base: views[0]!, models: views.slice(1) });
+  return a.mark() - before;
 }
 
 /** The whole-tensor merge the streams must reproduce (seed 9). */
