@@ -73,7 +73,7 @@ class Pool {
 
 const ROUND_SLOT = -1;
 /** Elements per chunk of an elementwise merge: inputs, float32 copies and output fit in a core's cache. */
-const CHUNK = 1 << 15;
+export const CHUNK = 1 << 15;
 const OUT_SLOT = -2;
 const RESULT_SLOT = -3;
 /**
@@ -84,14 +84,26 @@ const RESULT_SLOT = -3;
  */
 const CACHE_BYTES = 16 << 20;
 /** Compute chunks per positional read / write on the wasm path (8 x 32K bf16 elements = 512 KiB reads). */
-const IO_BLOCK_CHUNKS = 8;
+export const IO_BLOCK_CHUNKS = 8;
 
 /** Output blocks of at least this many bytes are written by the writer thread (FUSIONKIT_ASYNC_WRITE_BYTES). */
 const ASYNC_WRITE_BYTES = 64 << 10;
 
 /** The streaming input cache's size: ExecSpec.cacheBytes, else FUSIONKIT_STREAM_CACHE_BYTES, else 16 MiB. */
-function cacheBudget(spec: ExecSpec): number {
+export function cacheBudget(spec: Pick<ExecSpec, "cacheBytes">): number {
   return spec.cacheBytes ?? bytesFromEnv("FUSIONKIT_STREAM_CACHE_BYTES", CACHE_BYTES);
+}
+
+/**
+ * How TensorRunner.run merges a tensor of more than `chunk` elements whose inputs share its shape: chunk by chunk
+ * when the method is elementwise for its parameters, else in passes over chunks when the method's stream takes
+ * them ("streamed": run still falls back to the whole tensor where `streaming` declines). Anything else: whole.
+ */
+export function mergeForm(t: PlannedTensor, method: MergeMethodSpec, chunk: number): "chunked" | "streamed" | "whole" {
+  const all = t.base === undefined ? t.inputs : [...t.inputs, t.base];
+  if (numel(t.outShape) <= chunk || !all.every((x) => sameShape(x.shape, t.outShape))) return "whole";
+  if (method.elementwise?.(t.params, t.modelParams) === true) return "chunked";
+  return method.streaming === undefined ? "whole" : "streamed";
 }
 
 /** A byte count from the environment variable `name` (a number >= 0), else `fallback`. */
@@ -193,17 +205,14 @@ export class TensorRunner {
     const all = t.base === undefined ? t.inputs : [...t.inputs, t.base];
     const n = numel(t.outShape);
     const wasm = wasmArena();
-    if (
-      n > this.chunk &&
-      this.method.elementwise?.(t.params, t.modelParams) === true &&
-      all.every((x) => sameShape(x.shape, t.outShape))
-    ) {
+    const form = mergeForm(t, this.method, this.chunk);
+    if (form === "chunked") {
       return wasm === null ? this.runChunked(job, all, n) : this.runChunkedWasm(wasm, job, all, n);
     }
-    if (n > this.chunk && wasm !== null && all.every((x) => sameShape(x.shape, t.outShape))) {
+    if (form === "streamed" && wasm !== null) {
       const done = this.runStreamingWasm(wasm, job, all, n);
       if (done !== undefined) return done;
-    } else if (n > this.chunk && all.every((x) => sameShape(x.shape, t.outShape))) {
+    } else if (form === "streamed") {
       const stream = this.method.streaming?.({
         tensorName: t.name,
         numel: n,

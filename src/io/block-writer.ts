@@ -32,6 +32,8 @@ export interface FileMessage {
  */
 const SLOTS = 32;
 const SLOT_BYTES = 512 << 10;
+/** The slot memory of one writer thread (one per merge worker). */
+export const WRITER_SLOT_BYTES = SLOTS * SLOT_BYTES;
 export const SLOT_FIELDS = 4;
 export const FREE = 0;
 const BUSY = 1;

@@ -22,7 +22,7 @@ import { copyResult, defineMethod, type MergeContext } from "./define.js";
 import { bool, num, resolveParams } from "./params.js";
 import { rectifyCommon } from "./rectify.js";
 import { type SparsificationMethod, type SparsityMask, sparsityMask } from "./sparsify.js";
-import { streamTaskArithmetic } from "./task-arithmetic-stream.js";
+import { streamTaskArithmetic, streamTaskArithmeticBytes } from "./task-arithmetic-stream.js";
 import type { Bf16Input, Bf16Kernel, MergeMethodSpec, MergeResult, ParamSpec, TensorData } from "./types.js";
 
 export interface TaskArithmeticOptions {
@@ -102,6 +102,7 @@ export function defineTaskArithmetic(o: TaskArithmeticOptions): MergeMethodSpec 
     modelParameters: modelParams(o),
     run: (ctx) => runTaskArithmetic(ctx, o),
     streaming: (input) => streamTaskArithmetic(o, input),
+    streamingBytes: (input, chunk) => streamTaskArithmeticBytes(o, input, chunk),
     wasmBf16: (input) => bf16TaskArithmetic(o, input),
   });
 }

@@ -27,7 +27,7 @@ import {
   modelParams,
   type TaskArithmeticOptions,
 } from "./task-arithmetic-core.js";
-import { wasmTaskArithmeticStream } from "./task-arithmetic-wasm.js";
+import { type WasmModel, wasmStreamBytes, wasmTaskArithmeticStream } from "./task-arithmetic-wasm.js";
 import type { StreamChunk, StreamInput, StreamingMerge } from "./types.js";
 
 type ModelState =
@@ -35,7 +35,15 @@ type ModelState =
   | { kind: "magnitude"; select: MagnitudeSelect; key: number; take: number; tie: { left: number }; sums: L1Sums }
   | { kind: "random"; p: number; key: Key64; sums: L1Sums };
 
-export function streamTaskArithmetic(o: TaskArithmeticOptions, input: StreamInput): StreamingMerge | undefined {
+/** The stream's view of the parameters: each model dense, top-k (magnitude) or Bernoulli-masked (random). */
+interface StreamPlan {
+  params: ReturnType<typeof resolveParams>;
+  mps: ReturnType<typeof resolveParams>[];
+  models: WasmModel[];
+}
+
+/** What a stream over `input` would do with each model, or undefined when this family does not stream it. */
+function planStream(o: TaskArithmeticOptions, input: StreamInput): StreamPlan | undefined {
   if (o.sparsification !== null && o.sparsification !== "magnitude" && o.sparsification !== "random") return undefined;
   if (!input.hasBase || input.models === 0) return undefined;
   const where = { method: o.name, tensor: input.tensorName };
@@ -44,44 +52,67 @@ export function streamTaskArithmetic(o: TaskArithmeticOptions, input: StreamInpu
     resolveParams(modelParams(o), input.modelParams?.[i], { ...where, model: i }),
   );
   const n = input.numel;
+  const seed = input.seed ?? 0;
+  const models = mps.map((p, i): WasmModel => {
+    const density = num(p, "density");
+    if (o.sparsification === null || !(density < 1)) return { kind: "dense" };
+    if (o.sparsification === "random") {
+      return { kind: "random", p: Math.fround(density), key: maskStreamKey(seed, input.tensorName, i) };
+    }
+    const k = magnitudeKeepCount(density, n, { where, modelIndex: i });
+    // keeping everything is dense: the L1 ratio is then exactly 1
+    return k >= n ? { kind: "dense" } : { kind: "magnitude", take: k };
+  });
+  return { params, mps, models };
+}
+
+/**
+ * An upper bound of the bytes a stream over `input` holds beyond the engine's chunk buffers (on the wasm kernels,
+ * which the engine uses where it can; the plain form holds less), or undefined when this family does not stream it.
+ */
+export function streamTaskArithmeticBytes(
+  o: TaskArithmeticOptions,
+  input: StreamInput,
+  chunk: number,
+): number | undefined {
+  const plan = planStream(o, input);
+  if (plan === undefined) return undefined;
+  return wasmStreamBytes(
+    plan.models.map((m) => m.kind),
+    input.numel,
+    chunk,
+    bool(plan.params, "rescale"),
+  );
+}
+
+export function streamTaskArithmetic(o: TaskArithmeticOptions, input: StreamInput): StreamingMerge | undefined {
+  const plan = planStream(o, input);
+  if (plan === undefined) return undefined;
+  const { params, mps } = plan;
+  const n = input.numel;
   const w = mps.map((p) => Math.fround(num(p, "weight")));
   const rescale = bool(params, "rescale");
   const normalize = bool(params, "normalize");
   const lambda = Math.fround(num(params, "lambda"));
-  const seed = input.seed ?? 0;
-  const models: ModelState[] = mps.map((p, i) => {
-    const density = num(p, "density");
-    if (o.sparsification === null || !(density < 1)) return { kind: "dense" };
-    if (o.sparsification === "random") {
+  const models = plan.models.map((m): ModelState => {
+    if (m.kind === "random") return { ...m, sums: newL1Sums() };
+    if (m.kind === "magnitude") {
       return {
-        kind: "random",
-        p: Math.fround(density),
-        key: maskStreamKey(seed, input.tensorName, i),
+        kind: "magnitude",
+        select: new MagnitudeSelect(n - m.take),
+        key: 0,
+        take: m.take,
+        tie: { left: 0 },
         sums: newL1Sums(),
       };
     }
-    const k = magnitudeKeepCount(density, n, { where, modelIndex: i });
-    if (k >= n) return { kind: "dense" }; // keeps everything; the L1 ratio is then exactly 1
-    return {
-      kind: "magnitude",
-      select: new MagnitudeSelect(n - k),
-      key: 0,
-      take: k,
-      tie: { left: 0 },
-      sums: newL1Sums(),
-    };
+    return m;
   });
   const arena =
     input.wasmChunk !== undefined && o.consensus !== "count" && models.length <= WASM_MAX_MODELS ? wasmArena() : null;
   if (arena !== null) {
     return wasmTaskArithmeticStream(arena, {
-      models: models.map((m) =>
-        m.kind === "magnitude"
-          ? { kind: "magnitude", take: m.take }
-          : m.kind === "random"
-            ? { kind: "random", p: m.p, key: m.key }
-            : m,
-      ),
+      models: plan.models,
       n,
       w,
       rescale,

@@ -394,6 +394,31 @@ export function wasmTaskArithmeticStream(a: WasmArena, o: WasmStreamOptions): St
   };
 }
 
+/**
+ * An upper bound of the arena bytes a stream over an n-element tensor takes (what wasmTaskArithmeticStream and the
+ * engine's sample buffers allocate): per model a chunk's keep-mask, per magnitude model its histograms and at most
+ * MAX_BAND_SHARE of the tensor in gathered keys, the random models' mask cache, the sample of every input (raw bf16
+ * or float32 plus float32 values). For `fusionkit merge --dry-run`'s estimate.
+ */
+export function wasmStreamBytes(
+  kinds: readonly WasmModel["kind"][],
+  n: number,
+  maxChunk: number,
+  rescale: boolean,
+): number {
+  const magnitude = kinds.filter((kind) => kind === "magnitude").length;
+  const random = kinds.filter((kind) => kind === "random").length;
+  const perMagnitude = (HI_BINS + LO_BINS) * 4 + 4 * (Math.min(n, Math.ceil(n * MAX_BAND_SHARE) + 4096) + 4) + 8;
+  // as the stream sizes its mask cache: whole chunks' bits, at most MASK_CACHE_BYTES
+  const chunkBits = Math.ceil(maxChunk / 128) * 16;
+  const keptChunks =
+    rescale && random > 0 ? Math.min(Math.ceil(n / maxChunk), Math.floor(MASK_CACHE_BYTES / (chunkBits * random))) : 0;
+  const maskCache = keptChunks * chunkBits * random;
+  const sample = magnitude > 0 ? Math.min(n, SAMPLE_SIZE) * 8 * (kinds.length + 1) : 0;
+  // + each allocation's rounding up to the arena's alignment (64 bytes at most; a handful per model)
+  return kinds.length * (maxChunk + 8 * REC + 8 * 64) + magnitude * perMagnitude + maskCache + sample + 8 * 64;
+}
+
 /** Bernoulli keep-mask of `len` draws from counter `start` of stream `key` (as bernoulliFill with a constant p). */
 function drawMask(a: WasmArena, key: Key64, p: number, start: number, len: number, mask: number): void {
   const threshold = p >= 1 ? 4294967296 : p <= 0 ? 0 : Math.ceil(p * 4294967296);

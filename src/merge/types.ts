@@ -109,6 +109,11 @@ export interface MergeMethodSpec {
    */
   readonly streaming?: (input: StreamInput) => StreamingMerge | undefined;
   /**
+   * With `streaming`: an upper bound of the bytes its stream over `input` holds beyond the engine's chunk buffers
+   * (chunks of at most `chunk` elements), or undefined where it does not stream. For the dry-run's estimate.
+   */
+  readonly streamingBytes?: (input: StreamInput, chunk: number) => number | undefined;
+  /**
    * Optional fused WebAssembly form of an elementwise merge for bf16 inputs and a bf16 output (no float32 copies of
    * the chunks): returns a kernel over arena pointers, or undefined when these parameters have none. Its output must
    * equal `merge`'s, encoded to bf16, bit for bit. Validates the parameters as `merge` does.

@@ -591,6 +591,32 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     a.release(mark);
   });
 
+  it("the dry-run's bound (streamingBytes) holds what a stream takes from the arena, the sample's buffers included", () => {
+    const n = 50000;
+    const r = rng(13);
+    const base = new Float32Array(n).map(() => (r() - 0.5) * 0.1);
+    const spread = [0, 1, 2].map(() => base.map((b) => b + (r() - 0.5) * 0.01));
+    const wide = [0, 1, 2].map(() => base.map((b) => b + (r() < 0.5 ? 0.25 : 0.75) * (r() < 0.5 ? -1 : 1)));
+    const cases: [string, ParamValues, Float32Array[]][] = [
+      ["ties", {}, spread],
+      ["ties", { rescale: true }, wide],
+      ["dare_ties", {}, spread],
+      ["dare_linear", { rescale: true }, spread],
+    ];
+    const modelParams = [0.5, 0.3, 0.9].map((density) => ({ weight: 0.5, density }));
+    for (const [method, params, models] of cases) {
+      const m = getMethod(method);
+      const input = { tensorName: "t", numel: n, shape: [n], models: 3, hasBase: true, params, modelParams };
+      const bound = m.streamingBytes!(input, 4096)!;
+      const mark = a.mark();
+      const stream = streamOf(m, n, 3, params, modelParams, 4096);
+      giveSample(a, stream, base, models);
+      const took = a.mark() - mark;
+      assert.ok(took <= bound, `${method}: took ${took} bytes, bound ${bound}`);
+      a.release(mark);
+    }
+  });
+
   it("streams that read raw bf16 chunks (no decoding) equal the whole-tensor merge of the decoded values", () => {
     const n = 10007;
     const runs: [string, ParamValues, ParamValues[]][] = [
@@ -736,6 +762,8 @@ function giveSample(a: WasmArena, stream: StreamingMerge, base: Float32Array, mo
   const n = base.length;
   const starts = sampleStarts(n, wanted);
   const m = starts.length * SAMPLE_RUN;
+  // per input a raw copy and its float32 values, as the engine's readSampleWasm allocates them for float32 sources
+  [base, ...models].forEach(() => a.alloc(m * 4));
   const ptrs = [base, ...models].map(() => a.alloc(m * 4));
   const views = ptrs.map((p) => a.f32(p, m));
   [base, ...models].forEach((x, i) => {
