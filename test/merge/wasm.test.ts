@@ -763,7 +763,7 @@ function giveSample(a: WasmArena, stream: StreamingMerge, base: Float32Array, mo
   const starts = sampleStarts(n, wanted);
   const m = starts.length * SAMPLE_RUN;
   // per input a raw copy and its float32 values, as the engine's readSampleWasm allocates them for float32 sources
-  [base, ...models].forEach(() => a.alloc(m * 4));
+  a.alloc(m * 4 * (models.length + 1));
   const ptrs = [base, ...models].map(() => a.alloc(m * 4));
   const views = ptrs.map((p) => a.f32(p, m));
   [base, ...models].forEach((x, i) => {
