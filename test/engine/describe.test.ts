@@ -16,7 +16,8 @@ for (const [i, name] of ["base", "ft1", "ft2"].entries()) {
 }
 
 function planOf(method: string, params: string) {
-  const models = ["ft1", "ft2"].map((m) => `  - model: ${join(root, m)}\n`).join("");
+  const names = method === "slerp" ? ["ft1"] : ["ft1", "ft2"];
+  const models = names.map((m) => `  - model: ${join(root, m)}\n`).join("");
   return planMerge(
     parseMergeConfig(
       `merge_method: ${method}\nbase_model: ${join(root, "base")}\nparameters: ${params}\nmodels:\n${models}`,
@@ -31,6 +32,7 @@ describe("dry-run memory estimate", () => {
       ["task_arithmetic", "{weight: 0.5}", "chunked"],
       ["ties", "{weight: 0.5, density: 0.5}", "streamed"],
       ["dare_ties", "{weight: 0.5, density: 0.5}", "streamed"],
+      ["slerp", "{t: 0.5}", "streamed"],
       ["karcher", "{}", "whole"],
     ];
     for (const [method, params, form] of runs) {

@@ -54,6 +54,14 @@ const configs = (dir: string, dtype: string): [string, string][] => {
       `merge_method: dare_ties\nbase_model: ${m("base")}\nparameters: {density: 0.5, weight: 0.5}\n${three}${dtype}`,
     ],
     [
+      "slerp",
+      `merge_method: slerp\nbase_model: ${m("base")}\nparameters: {t: 0.3}\nmodels:\n  - model: ${m("ft1")}\n${dtype}`,
+    ],
+    [
+      "slerp-gradient",
+      `merge_method: slerp\nbase_model: ${m("base")}\nparameters: {t: [0, 0.5, 1]}\nmodels:\n  - model: ${m("base")}\n  - model: ${m("ft2")}\n${dtype}`,
+    ],
+    [
       "dare_linear",
       `merge_method: dare_linear\nbase_model: ${m("base")}\nparameters: {density: 0.6, weight: 0.5}\nmodels:\n  - model: ${m("ft1")}\n  - model: ${m("ft2")}\n${dtype}`,
     ],

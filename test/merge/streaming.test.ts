@@ -83,9 +83,11 @@ const CASES: Array<[string, ParamValues, ParamValues[]]> = [
     ],
   ],
   ["task_arithmetic", {}, [{ weight: 0.6 }, { weight: 0.4 }]],
+  ["slerp", { t: 0.3 }, [{}]],
+  ["slerp", { t: 1.2 }, [{}]],
 ];
 
-describe("streaming task-arithmetic merges equal whole-tensor merges", () => {
+describe("streaming merges (task arithmetic, SLERP) equal whole-tensor merges", () => {
   for (const [method, params, modelParams] of CASES) {
     for (const chunk of [1000, 333]) {
       it(`${method} ${JSON.stringify(params)} ${modelParams.map((p) => p.density ?? 1).join("/")}, chunks of ${chunk}`, () => {
@@ -116,6 +118,29 @@ describe("streaming task-arithmetic merges equal whole-tensor merges", () => {
       });
     }
   }
+
+  it("SLERP streams its lerp fallback (nearly parallel) and a zero tensor exactly as well", () => {
+    const n = 5000;
+    const { base } = inputs(n, 0, 9);
+    const near = base.map((x, i) => x * 1.0001 + (i % 7 === 0 ? 1e-6 : 0));
+    const zero = new Float32Array(n);
+    for (const [what, model] of [
+      ["nearly parallel", near],
+      ["zero", zero],
+    ] as const) {
+      const spec = getMethod("slerp");
+      const params = { t: 0.4 };
+      const whole = spec.merge({
+        tensorName: "t",
+        models: [{ data: model, shape: [n] }],
+        base: { data: base, shape: [n] },
+        params,
+      });
+      const stream = spec.streaming!({ tensorName: "t", numel: n, shape: [n], models: 1, hasBase: true, params })!;
+      const out = runStream(stream, base, [model], 700);
+      assert.ok(Buffer.from(out.buffer).equals(Buffer.from(whole.data.buffer)), what);
+    }
+  });
 
   it("infinite and NaN deltas stream exactly as well", () => {
     const n = 5000;

@@ -8,33 +8,95 @@
 
 import { dot, sumSquares } from "../../tensor/kernels.js";
 import { copyResult, defineMethod } from "../define.js";
-import { num } from "../params.js";
+import { num, resolveParams } from "../params.js";
 import { rectifyCommon } from "../rectify.js";
+import type { ParamSpec, StreamChunk, StreamInput, StreamingMerge } from "../types.js";
 
 const DOT_THRESHOLD = 0.9995;
 const NORM_EPS = 1e-8;
 
-/** out = slerp(t, v0, v1) over the whole (flattened) arrays, mergekit semantics. */
-export function slerpInto(t: number, v0: Float32Array, v1: Float32Array, out: Float32Array): Float32Array {
-  const n0 = Math.sqrt(sumSquares(v0));
-  const n1 = Math.sqrt(sumSquares(v1));
-  const cos = dot(v0, v1) / ((n0 > NORM_EPS ? n0 : 1) * (n1 > NORM_EPS ? n1 : 1));
-  let s0: number;
-  let s1: number;
-  if (Math.abs(cos) > DOT_THRESHOLD) {
-    s0 = 1 - t;
-    s1 = t;
-  } else {
-    const theta0 = Math.acos(cos);
-    const sin0 = Math.sin(theta0);
-    const thetaT = theta0 * t;
-    s0 = Math.sin(theta0 - thetaT) / sin0;
-    s1 = Math.sin(thetaT) / sin0;
-  }
+/**
+ * The weights of slerp(t, v0, v1) = s0 * v0 + s1 * v1, from float64 sums over the whole (flattened) tensors: v0 . v0,
+ * v1 . v1 and v0 . v1, each accumulated in index order. mergekit semantics.
+ */
+export function slerpWeights(t: number, ss0: number, ss1: number, d01: number): [number, number] {
+  const n0 = Math.sqrt(ss0);
+  const n1 = Math.sqrt(ss1);
+  const cos = d01 / ((n0 > NORM_EPS ? n0 : 1) * (n1 > NORM_EPS ? n1 : 1));
+  if (Math.abs(cos) > DOT_THRESHOLD) return [1 - t, t];
+  const theta0 = Math.acos(cos);
+  const sin0 = Math.sin(theta0);
+  const thetaT = theta0 * t;
+  return [Math.sin(theta0 - thetaT) / sin0, Math.sin(thetaT) / sin0];
+}
+
+/** out[i] = s0 * v0[i] + s1 * v1[i] (float64, then rounded to float32). */
+function weightedSum(s0: number, s1: number, v0: Float32Array, v1: Float32Array, out: Float32Array): void {
   const n = v0.length;
   for (let i = 0; i < n; i++) out[i] = s0 * v0[i]! + s1 * v1[i]!;
+}
+
+/** out = slerp(t, v0, v1) over the whole (flattened) arrays, mergekit semantics. */
+export function slerpInto(t: number, v0: Float32Array, v1: Float32Array, out: Float32Array): Float32Array {
+  const [s0, s1] = slerpWeights(t, sumSquares(v0), sumSquares(v1), dot(v0, v1));
+  weightedSum(s0, s1, v0, v1, out);
   return out;
 }
+
+/**
+ * SLERP as one statistic pass (the three sums, each in index order as sumSquares / dot add them, so the same
+ * weights) and an output pass: large tensors never held whole. Undefined without a second model (a copy).
+ */
+function streamSlerp(input: StreamInput): StreamingMerge | undefined {
+  if (!streams(input)) return undefined;
+  const where = { method: "slerp", tensor: input.tensorName };
+  const t = num(resolveParams(PARAMETERS, input.params, where), "t");
+  let ss0 = 0;
+  let ss1 = 0;
+  let d01 = 0;
+  let s0 = 0;
+  let s1 = 0;
+  return {
+    passes: 1,
+    observe(_pass: number, chunk: StreamChunk): void {
+      const v0 = chunk.base!;
+      const v1 = chunk.models[0]!;
+      const n = v0.length;
+      // local accumulators (the closure's would be boxed: an allocation per add), stored back once a chunk
+      let p00 = ss0;
+      let p11 = ss1;
+      let p01 = d01;
+      for (let i = 0; i < n; i++) {
+        const a = v0[i]!;
+        const b = v1[i]!;
+        p00 += a * a;
+        p11 += b * b;
+        p01 += a * b;
+      }
+      ss0 = p00;
+      ss1 = p11;
+      d01 = p01;
+    },
+    endPass(): void {
+      [s0, s1] = slerpWeights(t, ss0, ss1, d01);
+    },
+    emit(chunk: StreamChunk, out: Float32Array): void {
+      weightedSum(s0, s1, chunk.base!, chunk.models[0]!, out);
+    },
+  };
+}
+
+function streams(input: StreamInput): boolean {
+  return input.models === 1 && input.hasBase;
+}
+
+const PARAMETERS: ParamSpec[] = [
+  {
+    name: "t",
+    type: "number",
+    description: "interpolation factor: 0 gives the base model, 1 the other model (values outside extrapolate)",
+  },
+];
 
 export const slerp = defineMethod({
   name: "slerp",
@@ -44,13 +106,7 @@ export const slerp = defineMethod({
   base: "required",
   models: { min: 0, max: 1 },
   random: false,
-  parameters: [
-    {
-      name: "t",
-      type: "number",
-      description: "interpolation factor: 0 gives the base model, 1 the other model (values outside extrapolate)",
-    },
-  ],
+  parameters: PARAMETERS,
   modelParameters: [],
   run(ctx) {
     if (ctx.models.length === 0) return copyResult(ctx.base!);
@@ -60,4 +116,7 @@ export const slerp = defineMethod({
     const out = slerpInto(num(ctx.params, "t"), v0.data, v1.data, new Float32Array(v0.data.length));
     return { data: out, shape: [...v0.shape] };
   },
+  streaming: streamSlerp,
+  // three float64 sums and two weights: nothing beyond the engine's chunk buffers
+  streamingBytes: (input) => (streams(input) ? 0 : undefined),
 });
