@@ -61,6 +61,11 @@ const configs = (dir: string, dtype: string): [string, string][] => {
       "slerp-gradient",
       `merge_method: slerp\nbase_model: ${m("base")}\nparameters: {t: [0, 0.5, 1]}\nmodels:\n  - model: ${m("base")}\n  - model: ${m("ft2")}\n${dtype}`,
     ],
+    ["model_stock", `merge_method: model_stock\nbase_model: ${m("base")}\n${three}${dtype}`],
+    [
+      "model_stock-filter-wise",
+      `merge_method: model_stock\nbase_model: ${m("base")}\nparameters: {filter_wise: true}\n${three}${dtype}`,
+    ],
     [
       "dare_linear",
       `merge_method: dare_linear\nbase_model: ${m("base")}\nparameters: {density: 0.6, weight: 0.5}\nmodels:\n  - model: ${m("ft1")}\n  - model: ${m("ft2")}\n${dtype}`,

@@ -85,6 +85,8 @@ const CASES: Array<[string, ParamValues, ParamValues[]]> = [
   ["task_arithmetic", {}, [{ weight: 0.6 }, { weight: 0.4 }]],
   ["slerp", { t: 0.3 }, [{}]],
   ["slerp", { t: 1.2 }, [{}]],
+  ["model_stock", {}, [{}, {}, {}]],
+  ["model_stock", {}, [{}, {}]],
 ];
 
 describe("streaming merges (task arithmetic, SLERP) equal whole-tensor merges", () => {
