@@ -3,7 +3,7 @@ import type { MergeMethodSpec } from "../merge/types.js";
 import { dtypeSize } from "../tensor/dtype.js";
 import { numel } from "../tensor/tensor.js";
 import type { MergePlan, PlannedTensor } from "./plan.js";
-import { CHUNK, cacheBudget, IO_BLOCK_CHUNKS, mergeForm } from "./tensor-task.js";
+import { CHUNK, cacheBudget, IO_BLOCK_CHUNKS, mergeForm, streamInputOf } from "./tensor-task.js";
 
 /** Bytes one worker holds to merge a tensor whole: raw inputs, their float32 copies, the float32 result and its encoding. */
 export function tensorWorkingSet(t: PlannedTensor): number {
@@ -27,18 +27,7 @@ export function tensorPeakBytes(t: PlannedTensor, method: MergeMethodSpec): numb
   const perElement = all.reduce((s, x) => s + dtypeSize(x.dtype), 0);
   const buffers = block * (perElement + dtypeSize(t.outDtype)) + CHUNK * 4 * (all.length + 1);
   if (form === "chunked") return buffers;
-  const stream = method.streamingBytes?.(
-    {
-      tensorName: t.name,
-      numel: n,
-      shape: t.outShape,
-      models: t.inputs.length,
-      hasBase: t.base !== undefined,
-      params: t.params,
-      modelParams: t.modelParams,
-    },
-    CHUNK,
-  );
+  const stream = method.streamingBytes?.(streamInputOf(t), CHUNK);
   if (stream === undefined) return tensorWorkingSet(t);
   return buffers + Math.min(cacheBudget({}), n * perElement) + stream;
 }

@@ -5,7 +5,14 @@ import { closeFd, openReadFd, readExactSync } from "../io/file-read.js";
 import { ModelDir } from "../io/model-dir.js";
 import { getMethod } from "../merge/registry.js";
 import { SAMPLE_RUN, sampleStarts } from "../merge/sample.js";
-import type { Bf16Kernel, MergeMethodSpec, StreamChunk, StreamingMerge, TensorData } from "../merge/types.js";
+import type {
+  Bf16Kernel,
+  MergeMethodSpec,
+  StreamChunk,
+  StreamInput,
+  StreamingMerge,
+  TensorData,
+} from "../merge/types.js";
 import { decodeToF32, encodeFromF32 } from "../tensor/convert.js";
 import { type DType, dtypeSize, storageBytes, viewStorage } from "../tensor/dtype.js";
 import { formatShape, numel, sameShape } from "../tensor/tensor.js";
@@ -92,6 +99,20 @@ const ASYNC_WRITE_BYTES = 64 << 10;
 /** The streaming input cache's size: ExecSpec.cacheBytes, else FUSIONKIT_STREAM_CACHE_BYTES, else 16 MiB. */
 export function cacheBudget(spec: Pick<ExecSpec, "cacheBytes">): number {
   return spec.cacheBytes ?? bytesFromEnv("FUSIONKIT_STREAM_CACHE_BYTES", CACHE_BYTES);
+}
+
+/** What a stream over planned tensor `t` is told before it sees data. */
+export function streamInputOf(t: PlannedTensor, extra: Pick<StreamInput, "seed" | "wasmChunk"> = {}): StreamInput {
+  return {
+    tensorName: t.name,
+    numel: numel(t.outShape),
+    shape: t.outShape,
+    models: t.inputs.length,
+    hasBase: t.base !== undefined,
+    params: t.params,
+    modelParams: t.modelParams,
+    ...extra,
+  };
 }
 
 /**
@@ -213,16 +234,7 @@ export class TensorRunner {
       const done = this.runStreamingWasm(wasm, job, all, n);
       if (done !== undefined) return done;
     } else if (form === "streamed") {
-      const stream = this.method.streaming?.({
-        tensorName: t.name,
-        numel: n,
-        shape: t.outShape,
-        models: t.inputs.length,
-        hasBase: t.base !== undefined,
-        params: t.params,
-        modelParams: t.modelParams,
-        seed: this.spec.seed,
-      });
+      const stream = this.method.streaming?.(streamInputOf(t, { seed: this.spec.seed }));
       if (stream !== undefined) return this.runStreaming(job, all, n, stream);
     }
     const models = t.inputs.map((x, i) => this.load(x, i));
@@ -493,17 +505,7 @@ export class TensorRunner {
     const mark = a.mark();
     try {
       const chunk = Math.min(this.chunk, n);
-      const stream = this.method.streaming?.({
-        tensorName: t.name,
-        numel: n,
-        shape: t.outShape,
-        models: t.inputs.length,
-        hasBase: t.base !== undefined,
-        params: t.params,
-        modelParams: t.modelParams,
-        seed: this.spec.seed,
-        wasmChunk: chunk,
-      });
+      const stream = this.method.streaming?.(streamInputOf(t, { seed: this.spec.seed, wasmChunk: chunk }));
       if (stream === undefined) return undefined;
       const k = t.inputs.length;
       const sources = this.chunkSources(all);

@@ -553,18 +553,10 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     const modelParams = [0.5, 0.3, 0.4].map((density) => ({ weight: 0.5, density }));
     for (const method of ["ties", "dare_ties"]) {
       const m = getMethod(method);
-      const whole = wholeMerge(m, {}, modelParams, base, models);
-      const mark = a.mark();
-      const stream = streamOf(m, n, 3, {}, modelParams, 4096);
-      const outPtr = a.alloc(4096 * 4);
-      const took = giveSample(a, stream, base, models);
+      const { took, passes } = sampledStream(a, m, modelParams, base, models, method);
       // no gathered keys (before: a buffer for the whole tensor per model, 4 bytes a key, 480 KB here)
       if (method === "ties") assert.ok(took <= 3 * 64, `${method}: the sample took ${took} bytes of arena`);
-      const arr = inArena(a, [base, ...models]);
-      const got = runStream(stream, arr[0]!, arr.slice(1), 4096, () => a.f32(outPtr, 4096));
-      if (method === "ties") assert.equal(stream.passes, 1, "settled by the band pass: no radix passes");
-      bitsEqual(got, whole.data, method);
-      a.release(mark);
+      if (method === "ties") assert.equal(passes, 1, "settled by the band pass: no radix passes");
     }
   });
 
@@ -576,19 +568,10 @@ describe("wasm kernels", { skip: arena === null ? "WebAssembly SIMD unavailable 
     // median lies between the two, so the band spans both and holds nearly every key
     const models = [0, 1, 2].map(() => base.map((b) => b + (r() < 0.5 ? 0.25 : 0.75) * (r() < 0.5 ? -1 : 1)));
     const modelParams = [0.5, 0.5, 0.5].map((density) => ({ weight: 0.5, density }));
-    const m = getMethod("ties");
-    const whole = wholeMerge(m, {}, modelParams, base, models);
-    const mark = a.mark();
-    const stream = streamOf(m, n, 3, {}, modelParams, 4096);
-    const outPtr = a.alloc(4096 * 4);
-    const took = giveSample(a, stream, base, models);
+    const { took, passes } = sampledStream(a, getMethod("ties"), modelParams, base, models, "ties");
     // at most an eighth of the tensor per model, 4 bytes a key (plus the slack of 4096 keys and 4 more)
     assert.ok(took <= 3 * 4 * (n / 8 + 4100) + 3 * 64, `the sample took ${took} bytes of arena`);
-    const arr = inArena(a, [base, ...models]);
-    const got = runStream(stream, arr[0]!, arr.slice(1), 4096, () => a.f32(outPtr, 4096));
-    assert.equal(stream.passes, 3, "the band overflowed its buffer, so the radix passes ran");
-    bitsEqual(got, whole.data, "ties");
-    a.release(mark);
+    assert.equal(passes, 3, "the band overflowed its buffer, so the radix passes ran");
   });
 
   it("the dry-run's bound (streamingBytes) holds what a stream takes from the arena, the sample's buffers included", () => {
@@ -755,6 +738,31 @@ function runStream(
  * Hand the stream the sample it asks for (the runs at sampleStarts, as the engine reads them) from these arrays.
  * Allocates in the arena (so do it before taking views that must stay valid).
  */
+/**
+ * Stream three models over 4096-element chunks after their sample, checked bit for bit against the whole-tensor
+ * merge; the arena bytes the stream took for the sample and the passes it ran.
+ */
+function sampledStream(
+  a: WasmArena,
+  m: ReturnType<typeof getMethod>,
+  modelParams: ParamValues[],
+  base: Float32Array,
+  models: Float32Array[],
+  what: string,
+): { took: number; passes: number } {
+  const n = base.length;
+  const whole = wholeMerge(m, {}, modelParams, base, models);
+  const mark = a.mark();
+  const stream = streamOf(m, n, 3, {}, modelParams, 4096);
+  const outPtr = a.alloc(4096 * 4);
+  const took = giveSample(a, stream, base, models);
+  const arr = inArena(a, [base, ...models]);
+  const got = runStream(stream, arr[0]!, arr.slice(1), 4096, () => a.f32(outPtr, 4096));
+  bitsEqual(got, whole.data, what);
+  a.release(mark);
+  return { took, passes: stream.passes };
+}
+
 /** Feed the stream its sample; the arena bytes the stream took for it (gathered-key buffers). */
 function giveSample(a: WasmArena, stream: StreamingMerge, base: Float32Array, models: Float32Array[]): number {
   const wanted = stream.sampleSize ?? 0;
