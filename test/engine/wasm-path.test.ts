@@ -61,6 +61,14 @@ const configs = (dir: string, dtype: string): [string, string][] => {
       "slerp-gradient",
       `merge_method: slerp\nbase_model: ${m("base")}\nparameters: {t: [0, 0.5, 1]}\nmodels:\n  - model: ${m("base")}\n  - model: ${m("ft2")}\n${dtype}`,
     ],
+    [
+      "nuslerp",
+      `merge_method: nuslerp\nmodels:\n  - model: ${m("ft1")}\n    parameters: {weight: 0.3}\n  - model: ${m("ft2")}\n    parameters: {weight: 0.6}\n${dtype}`,
+    ],
+    [
+      "nuslerp-base",
+      `merge_method: nuslerp\nbase_model: ${m("base")}\nmodels:\n  - model: ${m("ft1")}\n    parameters: {weight: 0.5}\n  - model: ${m("ft3")}\n    parameters: {weight: 0.5}\n${dtype}`,
+    ],
     ["model_stock", `merge_method: model_stock\nbase_model: ${m("base")}\n${three}${dtype}`],
     [
       "model_stock-filter-wise",

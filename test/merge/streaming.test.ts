@@ -87,6 +87,8 @@ const CASES: Array<[string, ParamValues, ParamValues[]]> = [
   ["slerp", { t: 1.2 }, [{}]],
   ["model_stock", {}, [{}, {}, {}]],
   ["model_stock", {}, [{}, {}]],
+  ["nuslerp", {}, [{ weight: 0.3 }, { weight: 0.5 }]],
+  ["nuslerp", {}, [{ weight: 1 }, { weight: -1 }]],
 ];
 
 describe("streaming merges (task arithmetic, SLERP) equal whole-tensor merges", () => {

@@ -5,10 +5,12 @@
 // dim 0 (`nuslerp_row_wise`: for a matrix, each column); else slices along the last dim (each row). Each
 // slice pair gets its own angle; nearly colinear pairs (|sin theta| < 1e-8) are lerped. With a base model
 // the two task vectors (model - base) are slerped and the base added back. Norms accumulate in float64.
+// The flattened form streams large tensors (one statistic pass, then the output pass).
 
 import { copyResult, defineMethod, mergeError } from "../define.js";
-import { bool, num } from "../params.js";
+import { bool, num, resolveParams } from "../params.js";
 import { rectifyCommon } from "../rectify.js";
+import type { ParamSpec, StreamChunk, StreamInput, StreamingMerge } from "../types.js";
 
 const NORM_CLAMP = 1e-7;
 const COLINEAR_EPS = 1e-8;
@@ -82,6 +84,94 @@ export function nuslerpInto(
   return out;
 }
 
+const PARAMETERS: ParamSpec[] = [
+  { name: "nuslerp_row_wise", type: "boolean", default: false, description: "slerp slices along dim 0 (columns)" },
+  { name: "nuslerp_flatten", type: "boolean", default: true, description: "slerp the whole tensor as one vector" },
+];
+const MODEL_PARAMETERS: ParamSpec[] = [
+  { name: "weight", type: "number", description: "relative weight; t = w1 / (w0 + w1)" },
+];
+
+/** t = w1 / (w0 + w1), 0.5 when the weights cancel. */
+function ratio(w0: number, w1: number): number {
+  const sum = w0 + w1;
+  return Math.abs(sum) < 1e-6 ? 0.5 : w1 / sum;
+}
+
+/** Whether a stream takes this input: two models (plus a base, or none), one vector for the whole tensor. */
+function streams(input: StreamInput): boolean {
+  if (input.models !== 2) return false;
+  const where = { method: "nuslerp", tensor: input.tensorName };
+  return bool(resolveParams(PARAMETERS, input.params, where), "nuslerp_flatten");
+}
+
+/**
+ * The flattened form as a statistic pass (the squared norms and the dot product of the two vectors, or of the two
+ * task vectors fround(x - base), each in index order as nuslerpInto adds them) and an output pass.
+ */
+function streamNuslerp(input: StreamInput): StreamingMerge | undefined {
+  if (!streams(input)) return undefined;
+  const where = { method: "nuslerp", tensor: input.tensorName };
+  const [w0, w1] = [0, 1].map((i) =>
+    num(resolveParams(MODEL_PARAMETERS, input.modelParams?.[i], { ...where, model: i }), "weight"),
+  ) as [number, number];
+  const t = ratio(w0, w1);
+  const coef = new Float64Array(2);
+  let nn0 = 0;
+  let nn1 = 0;
+  let d = 0;
+  return {
+    passes: 1,
+    observe(_pass: number, chunk: StreamChunk): void {
+      const [x0, x1] = chunk.models as [Float32Array, Float32Array];
+      const b = chunk.base;
+      // local sums (a closure's would box a double per add), stored back once a chunk
+      let p00 = nn0;
+      let p11 = nn1;
+      let p01 = d;
+      const n = x0.length;
+      if (b === undefined) {
+        for (let i = 0; i < n; i++) {
+          const u = x0[i]!;
+          const v = x1[i]!;
+          p00 += u * u;
+          p11 += v * v;
+          p01 += u * v;
+        }
+      } else {
+        for (let i = 0; i < n; i++) {
+          const u = Math.fround(x0[i]! - b[i]!);
+          const v = Math.fround(x1[i]! - b[i]!);
+          p00 += u * u;
+          p11 += v * v;
+          p01 += u * v;
+        }
+      }
+      nn0 = p00;
+      nn1 = p11;
+      d = p01;
+    },
+    endPass(): void {
+      coefficients(t, nn0, nn1, d, coef, 0);
+    },
+    emit(chunk: StreamChunk, out: Float32Array): void {
+      const [x0, x1] = chunk.models as [Float32Array, Float32Array];
+      const b = chunk.base;
+      const c0 = coef[0]!;
+      const c1 = coef[1]!;
+      const n = x0.length;
+      if (b === undefined) {
+        for (let i = 0; i < n; i++) out[i] = c0 * x0[i]! + c1 * x1[i]!;
+        return;
+      }
+      for (let i = 0; i < n; i++) {
+        const r = Math.fround(c0 * Math.fround(x0[i]! - b[i]!) + c1 * Math.fround(x1[i]! - b[i]!));
+        out[i] = r + b[i]!;
+      }
+    },
+  };
+}
+
 export const nuslerp = defineMethod({
   name: "nuslerp",
   title: "NuSLERP",
@@ -90,11 +180,8 @@ export const nuslerp = defineMethod({
   base: "optional",
   models: { min: 1, max: 2 },
   random: false,
-  parameters: [
-    { name: "nuslerp_row_wise", type: "boolean", default: false, description: "slerp slices along dim 0 (columns)" },
-    { name: "nuslerp_flatten", type: "boolean", default: true, description: "slerp the whole tensor as one vector" },
-  ],
-  modelParameters: [{ name: "weight", type: "number", description: "relative weight; t = w1 / (w0 + w1)" }],
+  parameters: PARAMETERS,
+  modelParameters: MODEL_PARAMETERS,
   run(ctx) {
     const base = ctx.base;
     if (base !== undefined && ctx.models.length !== 2) {
@@ -102,8 +189,7 @@ export const nuslerp = defineMethod({
     }
     if (ctx.models.length === 1) return copyResult(ctx.models[0]!);
     const [w0, w1] = ctx.modelParams.map((p) => num(p, "weight")) as [number, number];
-    const sum = w0 + w1;
-    const t = Math.abs(sum) < 1e-6 ? 0.5 : w1 / sum;
+    const t = ratio(w0, w1);
     const ts = rectifyCommon(ctx, base === undefined ? ctx.models : [...ctx.models, base]);
     const shape = [...ts[0]!.shape];
     const mode = bool(ctx.params, "nuslerp_flatten")
@@ -130,4 +216,7 @@ export const nuslerp = defineMethod({
     if (bd !== undefined) for (let i = 0; i < n; i++) out[i] = out[i]! + bd[i]!;
     return { data: out, shape };
   },
+  streaming: streamNuslerp,
+  // two float64 sums and a dot product: nothing beyond the engine's chunk buffers
+  streamingBytes: (input) => (streams(input) ? 0 : undefined),
 });
