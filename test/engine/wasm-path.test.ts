@@ -69,6 +69,14 @@ const configs = (dir: string, dtype: string): [string, string][] => {
       "nuslerp-base",
       `merge_method: nuslerp\nbase_model: ${m("base")}\nmodels:\n  - model: ${m("ft1")}\n    parameters: {weight: 0.5}\n  - model: ${m("ft3")}\n    parameters: {weight: 0.5}\n${dtype}`,
     ],
+    [
+      "multislerp",
+      `merge_method: multislerp\nmodels:\n  - model: ${m("ft1")}\n    parameters: {weight: 0.2}\n  - model: ${m("ft2")}\n    parameters: {weight: 0.5}\n  - model: ${m("ft3")}\n    parameters: {weight: 0.3}\n${dtype}`,
+    ],
+    [
+      "multislerp-base",
+      `merge_method: multislerp\nbase_model: ${m("base")}\nmodels:\n  - model: ${m("ft1")}\n    parameters: {weight: 0.5}\n  - model: ${m("ft2")}\n    parameters: {weight: 0.5}\n${dtype}`,
+    ],
     ["model_stock", `merge_method: model_stock\nbase_model: ${m("base")}\n${three}${dtype}`],
     [
       "model_stock-filter-wise",

@@ -89,6 +89,8 @@ const CASES: Array<[string, ParamValues, ParamValues[]]> = [
   ["model_stock", {}, [{}, {}]],
   ["nuslerp", {}, [{ weight: 0.3 }, { weight: 0.5 }]],
   ["nuslerp", {}, [{ weight: 1 }, { weight: -1 }]],
+  ["multislerp", {}, [{ weight: 0.3 }, { weight: 0.5 }, { weight: 0.2 }]],
+  ["multislerp", { normalize_weights: false, eps: 1e-6 }, [{ weight: 1 }, { weight: 2 }]],
 ];
 
 describe("streaming merges (task arithmetic, SLERP) equal whole-tensor merges", () => {
@@ -144,6 +146,33 @@ describe("streaming merges (task arithmetic, SLERP) equal whole-tensor merges", 
       const out = runStream(stream, base, [model], 700);
       assert.ok(Buffer.from(out.buffer).equals(Buffer.from(whole.data.buffer)), what);
     }
+  });
+
+  it("multislerp streams its two-model fallback (a weighted mean shorter than eps) exactly as well", () => {
+    const n = 5000;
+    const { base, models } = inputs(n, 2, 21);
+    const spec = getMethod("multislerp");
+    // eps 2 exceeds any mean of unit vectors: the two-model lerp of the task vectors, plus the base
+    const params = { eps: 2 };
+    const modelParams = [{ weight: 0.3 }, { weight: 0.7 }];
+    const whole = spec.merge({
+      tensorName: "t",
+      models: models.map((data) => ({ data, shape: [n] })),
+      base: { data: base, shape: [n] },
+      params,
+      modelParams,
+    });
+    const stream = spec.streaming!({
+      tensorName: "t",
+      numel: n,
+      shape: [n],
+      models: 2,
+      hasBase: true,
+      params,
+      modelParams,
+    })!;
+    const out = runStream(stream, base, models, 700);
+    assert.ok(Buffer.from(out.buffer).equals(Buffer.from(whole.data.buffer)));
   });
 
   it("infinite and NaN deltas stream exactly as well", () => {
