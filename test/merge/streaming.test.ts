@@ -39,6 +39,42 @@ function runStream(stream: StreamingMerge, base: Float32Array, models: Float32Ar
   return out;
 }
 
+/** Stream `method` over the inputs in chunks and check it against the whole-tensor merge, bit for bit. */
+function assertStreamsExactly(
+  method: string,
+  params: ParamValues,
+  modelParams: ParamValues[],
+  base: Float32Array,
+  models: Float32Array[],
+  chunk: number,
+  what: string,
+): void {
+  const n = base.length;
+  const tensorName = "model.layers.0.mlp.down_proj.weight";
+  const spec = getMethod(method);
+  const whole = spec.merge({
+    tensorName,
+    models: models.map((data) => ({ data, shape: [n] })),
+    base: { data: base, shape: [n] },
+    params,
+    modelParams,
+    seed: 5,
+  });
+  const stream = spec.streaming?.({
+    tensorName,
+    numel: n,
+    shape: [n],
+    models: models.length,
+    hasBase: true,
+    params,
+    modelParams,
+    seed: 5,
+  });
+  assert.ok(stream !== undefined, `${what}: streaming supported`);
+  const out = runStream(stream, base, models, chunk);
+  assert.ok(Buffer.from(out.buffer).equals(Buffer.from(whole.data.buffer)), `${what}: bit-identical`);
+}
+
 const CASES: Array<[string, ParamValues, ParamValues[]]> = [
   [
     "ties",
@@ -93,34 +129,13 @@ const CASES: Array<[string, ParamValues, ParamValues[]]> = [
   ["multislerp", { normalize_weights: false, eps: 1e-6 }, [{ weight: 1 }, { weight: 2 }]],
 ];
 
-describe("streaming merges (task arithmetic, SLERP) equal whole-tensor merges", () => {
+describe("streaming merges (task arithmetic, the SLERPs, Model Stock) equal whole-tensor merges", () => {
   for (const [method, params, modelParams] of CASES) {
     for (const chunk of [1000, 333]) {
       it(`${method} ${JSON.stringify(params)} ${modelParams.map((p) => p.density ?? 1).join("/")}, chunks of ${chunk}`, () => {
         const n = 10_007;
         const { base, models } = inputs(n, modelParams.length, 17);
-        const spec = getMethod(method);
-        const whole = spec.merge({
-          tensorName: "model.layers.0.mlp.down_proj.weight",
-          models: models.map((data) => ({ data, shape: [n] })),
-          base: { data: base, shape: [n] },
-          params,
-          modelParams,
-          seed: 5,
-        });
-        const stream = spec.streaming?.({
-          tensorName: "model.layers.0.mlp.down_proj.weight",
-          numel: n,
-          shape: [n],
-          models: models.length,
-          hasBase: true,
-          params,
-          modelParams,
-          seed: 5,
-        });
-        assert.ok(stream !== undefined, "streaming supported");
-        const out = runStream(stream, base, models, chunk);
-        assert.ok(Buffer.from(out.buffer).equals(Buffer.from(whole.data.buffer)), "bit-identical");
+        assertStreamsExactly(method, params, modelParams, base, models, chunk, method);
       });
     }
   }
@@ -134,45 +149,38 @@ describe("streaming merges (task arithmetic, SLERP) equal whole-tensor merges", 
       ["nearly parallel", near],
       ["zero", zero],
     ] as const) {
-      const spec = getMethod("slerp");
-      const params = { t: 0.4 };
-      const whole = spec.merge({
-        tensorName: "t",
-        models: [{ data: model, shape: [n] }],
-        base: { data: base, shape: [n] },
-        params,
-      });
-      const stream = spec.streaming!({ tensorName: "t", numel: n, shape: [n], models: 1, hasBase: true, params })!;
-      const out = runStream(stream, base, [model], 700);
-      assert.ok(Buffer.from(out.buffer).equals(Buffer.from(whole.data.buffer)), what);
+      assertStreamsExactly("slerp", { t: 0.4 }, [{}], base, [model], 700, what);
     }
   });
 
   it("multislerp streams its two-model fallback (a weighted mean shorter than eps) exactly as well", () => {
     const n = 5000;
     const { base, models } = inputs(n, 2, 21);
-    const spec = getMethod("multislerp");
     // eps 2 exceeds any mean of unit vectors: the two-model lerp of the task vectors, plus the base
-    const params = { eps: 2 };
-    const modelParams = [{ weight: 0.3 }, { weight: 0.7 }];
-    const whole = spec.merge({
-      tensorName: "t",
-      models: models.map((data) => ({ data, shape: [n] })),
-      base: { data: base, shape: [n] },
-      params,
-      modelParams,
-    });
-    const stream = spec.streaming!({
-      tensorName: "t",
-      numel: n,
-      shape: [n],
-      models: 2,
-      hasBase: true,
-      params,
-      modelParams,
-    })!;
-    const out = runStream(stream, base, models, 700);
-    assert.ok(Buffer.from(out.buffer).equals(Buffer.from(whole.data.buffer)));
+    assertStreamsExactly("multislerp", { eps: 2 }, [{ weight: 0.3 }, { weight: 0.7 }], base, models, 700, "fallback");
+  });
+
+  it("task vectors that float32 rounds (model and base far apart in magnitude) stream exactly as well", () => {
+    const n = 5000;
+    let s = 7;
+    const rnd = () => {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      return s / 2 ** 32 - 0.5;
+    };
+    // x - base needs more than 24 bits where |base| << |x|: every method must round it as the whole merge does
+    const base = new Float32Array(n).map(() => rnd() * 1e-5);
+    const models = [0, 1, 2].map(() => new Float32Array(n).map(() => rnd()));
+    assertStreamsExactly("nuslerp", {}, [{ weight: 0.4 }, { weight: 0.6 }], base, models.slice(0, 2), 700, "nuslerp");
+    assertStreamsExactly(
+      "multislerp",
+      {},
+      [{ weight: 0.2 }, { weight: 0.3 }, { weight: 0.5 }],
+      base,
+      models,
+      700,
+      "multislerp",
+    );
+    assertStreamsExactly("model_stock", {}, [{}, {}, {}], base, models, 700, "model_stock");
   });
 
   it("infinite and NaN deltas stream exactly as well", () => {
@@ -185,16 +193,7 @@ describe("streaming merges (task arithmetic, SLERP) equal whole-tensor merges", 
       { weight: 1, density: 0.5 },
     ];
     for (const method of ["ties", "dare_ties"]) {
-      const spec = getMethod(method);
-      const whole = spec.merge({
-        tensorName: "t",
-        models: models.map((data) => ({ data, shape: [n] })),
-        base: { data: base, shape: [n] },
-        modelParams,
-      });
-      const stream = spec.streaming!({ tensorName: "t", numel: n, shape: [n], models: 2, hasBase: true, modelParams })!;
-      const out = runStream(stream, base, models, 700);
-      assert.ok(Buffer.from(out.buffer).equals(Buffer.from(whole.data.buffer)), method);
+      assertStreamsExactly(method, {}, modelParams, base, models, 700, method);
     }
   });
 

@@ -7,6 +7,7 @@
 // the two task vectors (model - base) are slerped and the base added back. Norms accumulate in float64.
 // The flattened form streams large tensors (one statistic pass, then the output pass).
 
+import { addGram2 } from "../../tensor/kernels.js";
 import { copyResult, defineMethod, mergeError } from "../define.js";
 import { bool, num, resolveParams } from "../params.js";
 import { rectifyCommon } from "../rectify.js";
@@ -117,42 +118,14 @@ function streamNuslerp(input: StreamInput): StreamingMerge | undefined {
   ) as [number, number];
   const t = ratio(w0, w1);
   const coef = new Float64Array(2);
-  let nn0 = 0;
-  let nn1 = 0;
-  let d = 0;
+  const sums = new Float64Array(3);
   return {
     passes: 1,
     observe(_pass: number, chunk: StreamChunk): void {
-      const [x0, x1] = chunk.models as [Float32Array, Float32Array];
-      const b = chunk.base;
-      // local sums (a closure's would box a double per add), stored back once a chunk
-      let p00 = nn0;
-      let p11 = nn1;
-      let p01 = d;
-      const n = x0.length;
-      if (b === undefined) {
-        for (let i = 0; i < n; i++) {
-          const u = x0[i]!;
-          const v = x1[i]!;
-          p00 += u * u;
-          p11 += v * v;
-          p01 += u * v;
-        }
-      } else {
-        for (let i = 0; i < n; i++) {
-          const u = Math.fround(x0[i]! - b[i]!);
-          const v = Math.fround(x1[i]! - b[i]!);
-          p00 += u * u;
-          p11 += v * v;
-          p01 += u * v;
-        }
-      }
-      nn0 = p00;
-      nn1 = p11;
-      d = p01;
+      addGram2(chunk.models[0]!, chunk.models[1]!, chunk.base, sums);
     },
     endPass(): void {
-      coefficients(t, nn0, nn1, d, coef, 0);
+      coefficients(t, sums[0]!, sums[1]!, sums[2]!, coef, 0);
     },
     emit(chunk: StreamChunk, out: Float32Array): void {
       const [x0, x1] = chunk.models as [Float32Array, Float32Array];

@@ -6,7 +6,7 @@
 // (anti)parallel, including cos = -1) it falls back to plain lerp, like mergekit. A vector of norm <= 1e-8 is
 // not normalised (mergekit's rule). Norms and dot products accumulate in float64.
 
-import { dot, sumSquares } from "../../tensor/kernels.js";
+import { addGram2, dot, sumSquares } from "../../tensor/kernels.js";
 import { copyResult, defineMethod } from "../define.js";
 import { num, resolveParams } from "../params.js";
 import { rectifyCommon } from "../rectify.js";
@@ -51,34 +51,16 @@ function streamSlerp(input: StreamInput): StreamingMerge | undefined {
   if (!streams(input)) return undefined;
   const where = { method: "slerp", tensor: input.tensorName };
   const t = num(resolveParams(PARAMETERS, input.params, where), "t");
-  let ss0 = 0;
-  let ss1 = 0;
-  let d01 = 0;
+  const sums = new Float64Array(3);
   let s0 = 0;
   let s1 = 0;
   return {
     passes: 1,
     observe(_pass: number, chunk: StreamChunk): void {
-      const v0 = chunk.base!;
-      const v1 = chunk.models[0]!;
-      const n = v0.length;
-      // local accumulators (the closure's would be boxed: an allocation per add), stored back once a chunk
-      let p00 = ss0;
-      let p11 = ss1;
-      let p01 = d01;
-      for (let i = 0; i < n; i++) {
-        const a = v0[i]!;
-        const b = v1[i]!;
-        p00 += a * a;
-        p11 += b * b;
-        p01 += a * b;
-      }
-      ss0 = p00;
-      ss1 = p11;
-      d01 = p01;
+      addGram2(chunk.base!, chunk.models[0]!, undefined, sums);
     },
     endPass(): void {
-      [s0, s1] = slerpWeights(t, ss0, ss1, d01);
+      [s0, s1] = slerpWeights(t, sums[0]!, sums[1]!, sums[2]!);
     },
     emit(chunk: StreamChunk, out: Float32Array): void {
       weightedSum(s0, s1, chunk.base!, chunk.models[0]!, out);
