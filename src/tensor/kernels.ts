@@ -31,31 +31,37 @@ export function sumSquares(x: Float32Array): number {
 
 /**
  * acc[0] += x . x, acc[1] += y . y, acc[2] += x . y in float64, each in index order (as sumSquares and dot add
- * them), so that sums over consecutive chunks equal the sums over the whole arrays. With `b`: over the differences
- * fround(x - b) and fround(y - b) (task vectors).
+ * them), so that sums over consecutive chunks equal the sums over the whole arrays.
  */
-export function addGram2(x: Float32Array, y: Float32Array, b: Float32Array | undefined, acc: Float64Array): void {
-  // local sums: one tight loop per case
+export function addGram2(x: Float32Array, y: Float32Array, acc: Float64Array): void {
   let xx = acc[0]!;
   let yy = acc[1]!;
   let xy = acc[2]!;
   const n = x.length;
-  if (b === undefined) {
-    for (let i = 0; i < n; i++) {
-      const u = x[i]!;
-      const v = y[i]!;
-      xx += u * u;
-      yy += v * v;
-      xy += u * v;
-    }
-  } else {
-    for (let i = 0; i < n; i++) {
-      const u = Math.fround(x[i]! - b[i]!);
-      const v = Math.fround(y[i]! - b[i]!);
-      xx += u * u;
-      yy += v * v;
-      xy += u * v;
-    }
+  for (let i = 0; i < n; i++) {
+    const u = x[i]!;
+    const v = y[i]!;
+    xx += u * u;
+    yy += v * v;
+    xy += u * v;
+  }
+  acc[0] = xx;
+  acc[1] = yy;
+  acc[2] = xy;
+}
+
+/** addGram2 over the task vectors fround(x - b) and fround(y - b) (its own loop: a branch in one ran slower). */
+export function addGram2Delta(x: Float32Array, y: Float32Array, b: Float32Array, acc: Float64Array): void {
+  let xx = acc[0]!;
+  let yy = acc[1]!;
+  let xy = acc[2]!;
+  const n = x.length;
+  for (let i = 0; i < n; i++) {
+    const u = Math.fround(x[i]! - b[i]!);
+    const v = Math.fround(y[i]! - b[i]!);
+    xx += u * u;
+    yy += v * v;
+    xy += u * v;
   }
   acc[0] = xx;
   acc[1] = yy;

@@ -7,7 +7,7 @@
 // the two task vectors (model - base) are slerped and the base added back. Norms accumulate in float64.
 // The flattened form streams large tensors (one statistic pass, then the output pass).
 
-import { addGram2 } from "../../tensor/kernels.js";
+import { addGram2, addGram2Delta } from "../../tensor/kernels.js";
 import { copyResult, defineMethod, mergeError } from "../define.js";
 import { bool, num, resolveParams } from "../params.js";
 import { rectifyCommon } from "../rectify.js";
@@ -122,7 +122,9 @@ function streamNuslerp(input: StreamInput): StreamingMerge | undefined {
   return {
     passes: 1,
     observe(_pass: number, chunk: StreamChunk): void {
-      addGram2(chunk.models[0]!, chunk.models[1]!, chunk.base, sums);
+      const b = chunk.base;
+      if (b === undefined) addGram2(chunk.models[0]!, chunk.models[1]!, sums);
+      else addGram2Delta(chunk.models[0]!, chunk.models[1]!, b, sums);
     },
     endPass(): void {
       coefficients(t, sums[0]!, sums[1]!, sums[2]!, coef, 0);

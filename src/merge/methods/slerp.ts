@@ -57,7 +57,7 @@ function streamSlerp(input: StreamInput): StreamingMerge | undefined {
   return {
     passes: 1,
     observe(_pass: number, chunk: StreamChunk): void {
-      addGram2(chunk.base!, chunk.models[0]!, undefined, sums);
+      addGram2(chunk.base!, chunk.models[0]!, sums);
     },
     endPass(): void {
       [s0, s1] = slerpWeights(t, sums[0]!, sums[1]!, sums[2]!);
