@@ -11,6 +11,8 @@ import type {
   MergeResult,
   ParamSpec,
   ResolvedParams,
+  StreamChunk,
+  StreamingMerge,
   TensorData,
 } from "./types.js";
 
@@ -135,6 +137,19 @@ export function defineMethod(def: MethodDefinition): MergeMethodSpec {
       return run(ctx);
     },
   });
+}
+
+/**
+ * A streaming merge driven over a single chunk that holds the whole tensor: the whole-tensor form of a method
+ * whose arithmetic lives in its stream (one implementation for both paths, so the same bits by construction).
+ */
+export function runStreamWhole(stream: StreamingMerge, chunk: StreamChunk, out: Float32Array): Float32Array {
+  for (let pass = 0; pass < stream.passes; pass++) {
+    stream.observe(pass, chunk);
+    stream.endPass(pass);
+  }
+  stream.emit(chunk, out);
+  return out;
 }
 
 /** A fresh copy of a tensor as a merge result. */

@@ -7,11 +7,10 @@
 // (mergekit's float32 evaluation differs from this only by rounding noise). Weights are normalised to sum 1 by
 // default. If |M| < eps: two models fall back to w0 x0 + w1 x1; more models are rejected (antipodal inputs).
 // Divergences: normalize_weights with weights summing to 0 is rejected (mergekit divides by zero); embeddings of
-// different sizes are cropped to their common block (mergekit does not rectify here). Large tensors stream (two
-// statistic passes, then the output pass).
+// different sizes are cropped to their common block (mergekit does not rectify here). The arithmetic is a stream
+// (two statistic passes, then the output pass): large tensors go through it chunk by chunk, `run` in one chunk.
 
-import { sumSquares } from "../../tensor/kernels.js";
-import { copyResult, defineMethod, mergeError } from "../define.js";
+import { copyResult, defineMethod, mergeError, runStreamWhole } from "../define.js";
 import { bool, num, resolveParams } from "../params.js";
 import { rectifyCommon } from "../rectify.js";
 import type { ParamSpec, ResolvedParams, StreamChunk, StreamInput, StreamingMerge } from "../types.js";
@@ -64,16 +63,12 @@ function addSquares(s: number, x: Float32Array, b: Float32Array | undefined): nu
  * chunk in the whole merge's order) and the output pass, so large tensors are never held whole. Each sum runs in
  * index order as in `run`: the same bits.
  */
-function streamMultislerp(input: StreamInput): StreamingMerge | undefined {
-  const k = input.models;
-  if (k < 2) return undefined;
-  const where = { method: "multislerp", tensor: input.tensorName };
-  const params = resolveParams(PARAMETERS, input.params, where);
-  const mps = Array.from({ length: k }, (_, i) =>
-    resolveParams(MODEL_PARAMETERS, input.modelParams?.[i], { ...where, model: i }),
-  );
-  const eps = num(params, "eps");
-  const w = weightsOf(params, mps, where);
+function multislerpStream(
+  w: readonly number[],
+  eps: number,
+  where: { method: string; tensor: string },
+): StreamingMerge {
+  const k = w.length;
   const ss = new Float64Array(k);
   const c = new Float64Array(k);
   let mean = new Float64Array(0);
@@ -138,6 +133,18 @@ function streamMultislerp(input: StreamInput): StreamingMerge | undefined {
   };
 }
 
+/** The stream for a large tensor of two or more models (one model is a copy). */
+function streamMultislerp(input: StreamInput): StreamingMerge | undefined {
+  const k = input.models;
+  if (k < 2) return undefined;
+  const where = { method: "multislerp", tensor: input.tensorName };
+  const params = resolveParams(PARAMETERS, input.params, where);
+  const mps = Array.from({ length: k }, (_, i) =>
+    resolveParams(MODEL_PARAMETERS, input.modelParams?.[i], { ...where, model: i }),
+  );
+  return multislerpStream(weightsOf(params, mps, where), num(params, "eps"), where);
+}
+
 const ANTIPODAL =
   "the weighted sum of the unit-normalised inputs is zero (antipodal vectors whose weights balance out); " +
   "use different weights";
@@ -157,43 +164,9 @@ export const multislerp = defineMethod({
     const ts = rectifyCommon(ctx, ctx.base === undefined ? ctx.models : [...ctx.models, ctx.base]);
     const models = ts.slice(0, ctx.models.length);
     const base = ctx.base === undefined ? undefined : ts[ts.length - 1]!;
-    const eps = num(ctx.params, "eps");
-    const w = weightsOf(ctx.params, ctx.modelParams, ctx);
-    const n = models[0]!.data.length;
-    const k = models.length;
-    // Task vectors (float32, as mergekit subtracts the base in place) only when a base is given.
-    const xs = models.map((m) => {
-      if (base === undefined) return m.data;
-      const d = new Float32Array(n);
-      const b = base.data;
-      for (let j = 0; j < n; j++) d[j] = m.data[j]! - b[j]!;
-      return d;
-    });
-    const norms = xs.map((x) => Math.sqrt(sumSquares(x)));
-    const c = norms.map((nm, i) => w[i]! / (nm + eps));
-    const mean = new Float64Array(n);
-    for (let i = 0; i < k; i++) {
-      const x = xs[i]!;
-      const ci = c[i]!;
-      for (let j = 0; j < n; j++) mean[j] += ci * x[j]!;
-    }
-    let mm = 0;
-    for (let j = 0; j < n; j++) mm += mean[j]! * mean[j]!;
-    const meanNorm = Math.sqrt(mm);
-    const out = new Float32Array(n);
-    if (meanNorm < eps) {
-      if (k !== 2) {
-        throw mergeError(ctx, ANTIPODAL);
-      }
-      const [x0, x1] = xs as [Float32Array, Float32Array];
-      for (let j = 0; j < n; j++) out[j] = x0[j]! * w[0]! + x1[j]! * w[1]!;
-    } else {
-      let avgNorm = 0;
-      for (let i = 0; i < k; i++) avgNorm += norms[i]! * w[i]!;
-      const s = avgNorm / meanNorm;
-      for (let j = 0; j < n; j++) out[j] = mean[j]! * s;
-    }
-    if (base !== undefined) for (let j = 0; j < n; j++) out[j] = out[j]! + base.data[j]!;
+    const stream = multislerpStream(weightsOf(ctx.params, ctx.modelParams, ctx), num(ctx.params, "eps"), ctx);
+    const chunk = { start: 0, models: models.map((m) => m.data), base: base?.data };
+    const out = runStreamWhole(stream, chunk, new Float32Array(models[0]!.data.length));
     return { data: out, shape: [...models[0]!.shape] };
   },
   streaming: streamMultislerp,

@@ -66,18 +66,11 @@ export function nuslerpInto(
   }
   const len = mode === "flatten" || shape.length === 0 ? n : shape[shape.length - 1]!;
   const coef = new Float64Array(2);
+  const sums = new Float64Array(3);
   for (let s = 0; s < n; s += len) {
-    let nn0 = 0;
-    let nn1 = 0;
-    let d = 0;
-    for (let i = s; i < s + len; i++) {
-      const a = v0[i]!;
-      const b = v1[i]!;
-      nn0 += a * a;
-      nn1 += b * b;
-      d += a * b;
-    }
-    coefficients(t, nn0, nn1, d, coef, 0);
+    sums.fill(0);
+    addGram2(v0.subarray(s, s + len), v1.subarray(s, s + len), sums);
+    coefficients(t, sums[0]!, sums[1]!, sums[2]!, coef, 0);
     const c0 = coef[0]!;
     const c1 = coef[1]!;
     for (let i = s; i < s + len; i++) out[i] = c0 * v0[i]! + c1 * v1[i]!;

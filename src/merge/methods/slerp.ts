@@ -6,11 +6,11 @@
 // (anti)parallel, including cos = -1) it falls back to plain lerp, like mergekit. A vector of norm <= 1e-8 is
 // not normalised (mergekit's rule). Norms and dot products accumulate in float64.
 
-import { addGram2, dot, sumSquares } from "../../tensor/kernels.js";
-import { copyResult, defineMethod } from "../define.js";
+import { addGram2 } from "../../tensor/kernels.js";
+import { copyResult, defineMethod, runStreamWhole } from "../define.js";
 import { num, resolveParams } from "../params.js";
 import { rectifyCommon } from "../rectify.js";
-import type { ParamSpec, StreamChunk, StreamInput, StreamingMerge } from "../types.js";
+import type { ParamSpec, StreamChunk, StreamInput, StreamingMerge, TensorData } from "../types.js";
 
 const DOT_THRESHOLD = 0.9995;
 const NORM_EPS = 1e-8;
@@ -19,7 +19,7 @@ const NORM_EPS = 1e-8;
  * The weights of slerp(t, v0, v1) = s0 * v0 + s1 * v1, from float64 sums over the whole (flattened) tensors: v0 . v0,
  * v1 . v1 and v0 . v1, each accumulated in index order. mergekit semantics.
  */
-export function slerpWeights(t: number, ss0: number, ss1: number, d01: number): [number, number] {
+function slerpWeights(t: number, ss0: number, ss1: number, d01: number): [number, number] {
   const n0 = Math.sqrt(ss0);
   const n1 = Math.sqrt(ss1);
   const cos = d01 / ((n0 > NORM_EPS ? n0 : 1) * (n1 > NORM_EPS ? n1 : 1));
@@ -30,27 +30,11 @@ export function slerpWeights(t: number, ss0: number, ss1: number, d01: number): 
   return [Math.sin(theta0 - thetaT) / sin0, Math.sin(thetaT) / sin0];
 }
 
-/** out[i] = s0 * v0[i] + s1 * v1[i] (float64, then rounded to float32). */
-function weightedSum(s0: number, s1: number, v0: Float32Array, v1: Float32Array, out: Float32Array): void {
-  const n = v0.length;
-  for (let i = 0; i < n; i++) out[i] = s0 * v0[i]! + s1 * v1[i]!;
-}
-
-/** out = slerp(t, v0, v1) over the whole (flattened) arrays, mergekit semantics. */
-export function slerpInto(t: number, v0: Float32Array, v1: Float32Array, out: Float32Array): Float32Array {
-  const [s0, s1] = slerpWeights(t, sumSquares(v0), sumSquares(v1), dot(v0, v1));
-  weightedSum(s0, s1, v0, v1, out);
-  return out;
-}
-
 /**
- * SLERP as one statistic pass (the three sums, each in index order as sumSquares / dot add them, so the same
- * weights) and an output pass: large tensors never held whole. Undefined without a second model (a copy).
+ * SLERP as one statistic pass (the three float64 sums, each in index order) and an output pass, out = s0 * v0 +
+ * s1 * v1 rounded to float32: large tensors stream through it, and `run` drives it over the whole tensor.
  */
-function streamSlerp(input: StreamInput): StreamingMerge | undefined {
-  if (!streams(input)) return undefined;
-  const where = { method: "slerp", tensor: input.tensorName };
-  const t = num(resolveParams(PARAMETERS, input.params, where), "t");
+function slerpStream(t: number): StreamingMerge {
   const sums = new Float64Array(3);
   let s0 = 0;
   let s1 = 0;
@@ -63,9 +47,19 @@ function streamSlerp(input: StreamInput): StreamingMerge | undefined {
       [s0, s1] = slerpWeights(t, sums[0]!, sums[1]!, sums[2]!);
     },
     emit(chunk: StreamChunk, out: Float32Array): void {
-      weightedSum(s0, s1, chunk.base!, chunk.models[0]!, out);
+      const v0 = chunk.base!;
+      const v1 = chunk.models[0]!;
+      const n = v0.length;
+      for (let i = 0; i < n; i++) out[i] = s0 * v0[i]! + s1 * v1[i]!;
     },
   };
+}
+
+/** The stream for a large tensor; undefined without a second model (a copy). */
+function streamSlerp(input: StreamInput): StreamingMerge | undefined {
+  if (!streams(input)) return undefined;
+  const where = { method: "slerp", tensor: input.tensorName };
+  return slerpStream(num(resolveParams(PARAMETERS, input.params, where), "t"));
 }
 
 function streams(input: StreamInput): boolean {
@@ -92,10 +86,9 @@ export const slerp = defineMethod({
   modelParameters: [],
   run(ctx) {
     if (ctx.models.length === 0) return copyResult(ctx.base!);
-    const ts = rectifyCommon(ctx, [ctx.base!, ctx.models[0]!]);
-    const v0 = ts[0]!;
-    const v1 = ts[1]!;
-    const out = slerpInto(num(ctx.params, "t"), v0.data, v1.data, new Float32Array(v0.data.length));
+    const [v0, v1] = rectifyCommon(ctx, [ctx.base!, ctx.models[0]!]) as [TensorData, TensorData];
+    const chunk = { start: 0, base: v0.data, models: [v1.data] };
+    const out = runStreamWhole(slerpStream(num(ctx.params, "t")), chunk, new Float32Array(v0.data.length));
     return { data: out, shape: [...v0.shape] };
   },
   streaming: streamSlerp,
